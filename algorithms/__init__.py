@@ -1,0 +1,1 @@
+"""algorithms: decentralized methods written once against the Communicator protocol."""

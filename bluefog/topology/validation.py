@@ -1,0 +1,176 @@
+"""Validation of mixing matrices, done once in plain NumPy before anything is traced.
+
+Every check raises a ``ValueError``/``TypeError`` that names the argument, what was expected,
+what was received, and how to fix it (DESIGN.md principle 6: fail before communicating).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["STOCHASTICITY", "validate_weights", "check_positive_int", "check_size_matches"]
+
+#: Accepted values of ``require`` in :func:`validate_weights`.
+STOCHASTICITY = ("row", "column", "doubly", "none")
+
+_ATOL = 1e-10
+
+
+def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
+    """Return ``value`` as ``int`` if it is an integer ``>= minimum``, else raise.
+
+    Booleans are refused (``True`` is an ``int`` in Python, but never a size).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(
+            f"{name} must be an integer >= {minimum}; got {value!r} of type "
+            f"{type(value).__name__}. Pass a plain int, e.g. {name}={max(minimum, 8)}."
+        )
+    if value < minimum:
+        raise ValueError(
+            f"{name} must be an integer >= {minimum}; got {value}. "
+            f"Use {name}={minimum} or larger."
+        )
+    return int(value)
+
+
+def check_size_matches(expected: int, received: int, what: str, fix: str) -> None:
+    """Raise a ``ValueError`` if two sizes differ, naming both and the fix."""
+    if int(expected) != int(received):
+        raise ValueError(f"{what}: expected {expected}, got {received}. {fix}")
+
+
+def validate_weights(weights, *, require: str = "row", name: str = "weights",
+                     check_connected: bool = True) -> np.ndarray:
+    r"""Check a mixing matrix and return it as a read-only ``float64`` array.
+
+    The convention is :math:`x^{+} = W x`: ``W[i, j]`` is the weight agent ``i`` puts on
+    agent ``j``'s value, so row ``i`` lists what agent ``i`` receives.
+
+    Checks, in order: 2-D square shape with at least one row; finite entries; no negative
+    entries; the stochasticity named by ``require``:
+
+    * ``"row"``: :math:`W\mathbf 1 = \mathbf 1` (consensus / diffusion),
+    * ``"column"``: :math:`\mathbf 1^\top W = \mathbf 1^\top` (push-sum),
+    * ``"doubly"``: both,
+    * ``"none"``: no sum constraint (e.g. a dynamic one-off weight set);
+
+    and, if ``check_connected``, that the communication graph (an edge ``j -> i`` where
+    ``W[i, j] > 0``) is strongly connected, so information from every agent reaches every
+    other one. Sums are checked to an absolute tolerance of ``1e-10``.
+
+    Parameters
+    ----------
+    weights : array_like, shape (n, n)
+    require : {"row", "column", "doubly", "none"}
+    name : str
+        Argument name used in error messages.
+    check_connected : bool
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float64`` copy of ``weights`` with the write flag cleared.
+
+    References
+    ----------
+    L. Xiao and S. Boyd, "Fast linear iterations for distributed averaging",
+    Systems & Control Letters 53 (2004).
+    """
+    if require not in STOCHASTICITY:
+        raise ValueError(
+            f"require must be one of {STOCHASTICITY}; got {require!r}. "
+            "Use require='row' for consensus-style mixing or 'column' for push-sum."
+        )
+    if isinstance(weights, (str, bytes)) or weights is None:
+        raise TypeError(f"{name} must be a square 2-D array of numbers; got {type(weights).__name__}.")
+    try:
+        W = np.array(weights, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"{name} must be a square 2-D array of numbers; got {type(weights).__name__} "
+            f"that NumPy cannot convert to float64 ({err})."
+        ) from None
+    if W.ndim != 2 or W.shape[0] != W.shape[1]:
+        raise ValueError(
+            f"{name} must be a square (n, n) matrix; got shape {W.shape}. "
+            "Pass W with W[i, j] the weight agent i puts on agent j."
+        )
+    if W.shape[0] == 0:
+        raise ValueError(f"{name} must describe at least one agent; got shape {W.shape} (size 0).")
+    if not np.all(np.isfinite(W)):
+        bad = tuple(int(v) for v in np.argwhere(~np.isfinite(W))[0])
+        raise ValueError(
+            f"{name} must be finite; got {W[bad]} at index {bad}. Replace NaN/inf entries."
+        )
+    if np.any(W < 0):
+        bad = tuple(int(v) for v in np.argwhere(W < 0)[0])
+        raise ValueError(
+            f"{name} must be non-negative; got {W[bad]:.6g} at index {bad}. "
+            "Mixing weights are convex-combination coefficients."
+        )
+    if require in ("row", "doubly"):
+        rows = W.sum(axis=1)
+        bad = np.flatnonzero(np.abs(rows - 1.0) > _ATOL)
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(
+                f"{name} must be row-stochastic (each row sums to 1); row {i} sums to "
+                f"{rows[i]:.12g}. Normalise rows (W / W.sum(axis=1, keepdims=True)) or pass "
+                "require='column' for push-sum weights."
+            )
+    if require in ("column", "doubly"):
+        cols = W.sum(axis=0)
+        bad = np.flatnonzero(np.abs(cols - 1.0) > _ATOL)
+        if bad.size:
+            j = int(bad[0])
+            raise ValueError(
+                f"{name} must be column-stochastic (each column sums to 1); column {j} sums "
+                f"to {cols[j]:.12g}. Normalise columns (W / W.sum(axis=0, keepdims=True))"
+                + (" or use Metropolis-Hastings weights for a doubly stochastic W." if require == "doubly" else ".")
+            )
+    n = W.shape[0]
+    if check_connected and n > 1:
+        off = (W > 0) & ~np.eye(n, dtype=bool)
+        if not off.any():
+            raise ValueError(
+                f"{name} has only self-loops (diagonal matrix) for {n} agents: no agent ever "
+                "hears from another. Add edges, e.g. use ring_graph(n) or exponential_graph(n)."
+            )
+        unreachable = _first_unreachable(off)
+        if unreachable is not None:
+            src, dst = unreachable
+            raise ValueError(
+                f"{name} describes a graph that is not strongly connected: agent {dst} never "
+                f"receives information from agent {src}. Decentralized methods cannot reach "
+                "consensus; add edges or use a connected family (ring_graph, exponential_graph)."
+            )
+    W.setflags(write=False)
+    return W
+
+
+def _first_unreachable(adjacency: np.ndarray):
+    """First (source, destination) pair with no directed path, or None if strongly connected.
+
+    ``adjacency[i, j]`` means information flows ``j -> i``.
+    """
+    n = adjacency.shape[0]
+    out = adjacency.T  # out[j, i]: j sends to i
+
+    def reach(start, adj):
+        seen = np.zeros(n, dtype=bool)
+        seen[start] = True
+        frontier = [start]
+        while frontier:
+            nxt = np.flatnonzero(adj[frontier].any(axis=0) & ~seen)
+            seen[nxt] = True
+            frontier = list(nxt)
+        return seen
+
+    fwd = reach(0, out)        # who hears from agent 0
+    if not fwd.all():
+        return 0, int(np.flatnonzero(~fwd)[0])
+    bwd = reach(0, adjacency)  # whom agent 0 hears from
+    if not bwd.all():
+        return int(np.flatnonzero(~bwd)[0]), 0
+    return None

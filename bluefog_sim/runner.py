@@ -1,0 +1,151 @@
+"""Run an algorithm for all agents at once in one process: ``jax.vmap`` over agents."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bluefog.algorithm import AgentContext, Algorithm, Problem
+from bluefog.driver import RunResult, drive, make_segment
+from bluefog.metrics import agent_metrics
+from bluefog.topology import DynamicTopology, Topology
+
+from .comm import AXIS_NAME, SimComm
+
+__all__ = ["run", "spmd", "agent_keys"]
+
+
+def spmd(fn: Callable, size: int, *, local_size: int = 1, axis_name: str = AXIS_NAME,
+         in_axes=0, jit: bool = True) -> Callable:
+    """Turn a per-agent function ``fn(comm, *args)`` into one over stacked agents.
+
+    ``spmd(fn, n)(*stacked)`` runs ``fn(SimComm(n), *args_i)`` for every agent ``i`` at once
+    (``jax.vmap`` with ``axis_name``), e.g.::
+
+        mix = spmd(lambda comm, x: comm.neighbor_allreduce(x, topo), topo.size)
+        X_next = mix(X)          # equals topo.weights @ X
+    """
+    comm = SimComm(size, axis_name=axis_name, local_size=local_size)
+    mapped = jax.vmap(lambda *args: fn(comm, *args), in_axes=in_axes, axis_name=axis_name)
+    return jax.jit(mapped) if jit else mapped
+
+
+def agent_keys(seed: int, size: int) -> jax.Array:
+    """Per-agent PRNG keys ``fold_in(PRNGKey(seed), i)``; the MPI backend derives the same
+    key on rank ``i``, so stochastic runs match across backends."""
+    base = jax.random.PRNGKey(seed)
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(size, dtype=jnp.uint32))
+
+
+def _check_inputs(algorithm, problem, topology, seed):
+    if not isinstance(algorithm, Algorithm):
+        raise TypeError(
+            f"algorithm must be a bluefog Algorithm (e.g. algorithms.dgd(lr=0.1)); got "
+            f"{type(algorithm).__name__}."
+        )
+    if not isinstance(problem, Problem):
+        raise TypeError(
+            f"problem must be a bluefog Problem (e.g. algorithms.problems.quadratic(b)); got "
+            f"{type(problem).__name__}."
+        )
+    if not isinstance(topology, (Topology, DynamicTopology)):
+        raise TypeError(
+            f"topology must be a Topology or DynamicTopology; got {type(topology).__name__}. "
+            "Build one with bluefog.topology.exponential_graph(n)."
+        )
+    if topology.size != problem.size:
+        raise ValueError(
+            f"topology.size must equal the number of agents in problem.data; got topology.size="
+            f"{topology.size}, problem.size={problem.size}. Build the topology for "
+            f"{problem.size} agents or split the data across {topology.size}."
+        )
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int; got {seed!r}.")
+
+
+def run(algorithm: Algorithm, problem: Problem, topology, steps: int, *, seed: int = 0,
+        x0=None, record_every: int | None = None, progress: bool | None = None,
+        local_size: int = 1, axis_name: str = AXIS_NAME) -> RunResult:
+    """Simulate ``steps`` iterations of ``algorithm`` on ``problem`` for all agents at once.
+
+    The whole loop is compiled: each dispatch is one ``jit(vmap(scan(...)))`` whose metrics
+    (:mod:`bluefog.metrics`) are recorded every ``record_every`` steps inside the scan.
+
+    Parameters
+    ----------
+    algorithm : Algorithm
+    problem : Problem
+        ``problem.size`` agents; agent ``i`` sees ``problem.agent_data(i)``.
+    topology : Topology or DynamicTopology
+        Of size ``problem.size``.
+    steps : int
+    seed : int
+        Agent ``i``'s key is ``fold_in(PRNGKey(seed), i)`` (as on MPI rank ``i``).
+    x0 : pytree, optional
+        Stacked ``(n, ...)`` initial parameters; default: every agent starts at
+        ``problem.init_params``.
+    record_every : int, optional
+        Default ``max(1, steps // 100)``.
+    progress : bool or None
+        Show a tqdm progress bar (``None``: only when stderr is a terminal).
+    local_size : int
+        Agents per simulated machine (hierarchical communication).
+
+    Returns
+    -------
+    RunResult
+        ``params`` stacked ``(n, ...)``; ``history`` with ``step`` and the metrics.
+    """
+    _check_inputs(algorithm, problem, topology, seed)
+    n = problem.size
+    if record_every is None:
+        from bluefog.topology.validation import check_positive_int
+
+        record_every = max(1, check_positive_int(steps, "steps") // 100)
+    comm = SimComm(n, axis_name=axis_name, local_size=local_size)
+    keys = agent_keys(int(seed), n)
+
+    def ctx(data_i, key_i):
+        return AgentContext(comm, topology, problem, data_i, key_i)
+
+    if x0 is None:
+        x_axes = None
+        x0 = problem.init_params
+    else:
+        x_axes = 0
+        for leaf in jax.tree_util.tree_leaves(x0):
+            if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != n:
+                raise ValueError(
+                    f"x0 must be stacked with a leading agent axis of size {n}; got a leaf of "
+                    f"shape {jnp.shape(leaf)}. Omit x0 to start every agent at "
+                    "problem.init_params."
+                )
+    init = jax.jit(jax.vmap(lambda x, d, k: algorithm.init(x, ctx(d, k)),
+                            in_axes=(x_axes, 0, 0), axis_name=axis_name))
+    state = init(x0, problem.data, keys)
+
+    metrics_v = jax.jit(jax.vmap(lambda s, d, k: agent_metrics(algorithm.params(s), ctx(d, k)),
+                                 axis_name=axis_name))
+
+    def initial_metrics(s):
+        return {k: np.asarray(v)[:1] for k, v in metrics_v(s, problem.data, keys).items()}
+
+    def compile_segment(records, chunk_steps, s):
+        seg = make_segment(algorithm, agent_metrics, chunk_steps, records)
+
+        def fn(s, d, k):
+            s, m = jax.vmap(lambda s_, d_, k_: seg(s_, ctx(d_, k_)), axis_name=axis_name)(s, d, k)
+            return s, {name: v[0] for name, v in m.items()}  # identical on every agent
+
+        compiled = jax.jit(fn, donate_argnums=0).lower(s, problem.data, keys).compile()
+        return lambda s_: compiled(s_, problem.data, keys)
+
+    state, history, c_sec, r_sec = drive(
+        state, steps=steps, record_every=record_every, compile_segment=compile_segment,
+        initial_metrics=initial_metrics, progress=progress,
+        desc=f"{algorithm.name} | {topology.name} | sim n={n}")
+    params = jax.jit(jax.vmap(algorithm.params))(state)
+    return RunResult(params, history, state, c_sec, r_sec)
