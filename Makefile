@@ -1,0 +1,21 @@
+# bluefog-jax: the two commands of the README.
+#   make demo   set up .venv (first time only) and run 64 simulated agents
+#   make test   set up .venv (first time only) and run the whole test suite, mpiexec tests included
+PY := .venv/bin/python
+SETUP := .venv/.bluefog-installed
+
+.PHONY: demo test setup clean-venv
+
+$(SETUP): pyproject.toml tools/setup_env.sh
+	bash tools/setup_env.sh
+
+setup: $(SETUP)
+
+demo: $(SETUP)
+	$(PY) examples/demo.py
+
+test: $(SETUP)
+	$(PY) -m pytest
+
+clean-venv:
+	rm -rf .venv
