@@ -68,7 +68,8 @@ def _check_inputs(algorithm, problem, topology, seed):
 
 def run(algorithm: Algorithm, problem: Problem, topology, steps: int, *, seed: int = 0,
         x0=None, record_every: int | None = None, progress: bool | None = None,
-        local_size: int = 1, axis_name: str = AXIS_NAME) -> RunResult:
+        local_size: int = 1, axis_name: str = AXIS_NAME, metrics: Callable | None = None,
+        state=None) -> RunResult:
     """Simulate ``steps`` iterations of ``algorithm`` on ``problem`` for all agents at once.
 
     The whole loop is compiled: each dispatch is one ``jit(vmap(scan(...)))`` whose metrics
@@ -93,6 +94,14 @@ def run(algorithm: Algorithm, problem: Problem, topology, steps: int, *, seed: i
         Show a tqdm progress bar (``None``: only when stderr is a terminal).
     local_size : int
         Agents per simulated machine (hierarchical communication).
+    metrics : callable ``(params, ctx) -> dict of scalars``, optional
+        Per-agent metric function written with communicator collectives so that every agent
+        returns the same values (default :func:`bluefog.metrics.agent_metrics`).
+    state : pytree, optional
+        A stacked algorithm state to continue from (e.g. a checkpoint, or ``result.state`` of
+        an earlier run); ``x0`` must then be omitted. The step counter inside the state
+        continues, so ``run(..., steps=a)`` then ``run(..., steps=b, state=...)`` follows the
+        same trajectory as one run of ``a + b`` steps.
 
     Returns
     -------
@@ -111,6 +120,11 @@ def run(algorithm: Algorithm, problem: Problem, topology, steps: int, *, seed: i
     def ctx(data_i, key_i):
         return AgentContext(comm, topology, problem, data_i, key_i)
 
+    metrics_fn = agent_metrics if metrics is None else metrics
+    if not callable(metrics_fn):
+        raise TypeError(f"metrics must be a callable (params, ctx) -> dict; got {type(metrics).__name__}.")
+    if state is not None and x0 is not None:
+        raise ValueError("pass either x0 (a fresh start) or state (a continuation), not both.")
     if x0 is None:
         x_axes = None
         x0 = problem.init_params
@@ -125,16 +139,19 @@ def run(algorithm: Algorithm, problem: Problem, topology, steps: int, *, seed: i
                 )
     init = jax.jit(jax.vmap(lambda x, d, k: algorithm.init(x, ctx(d, k)),
                             in_axes=(x_axes, 0, 0), axis_name=axis_name))
-    state = init(x0, problem.data, keys)
+    if state is None:
+        state = init(x0, problem.data, keys)
+    else:
+        state = jax.tree_util.tree_map(jnp.array, state)  # a private copy: segments donate it
 
-    metrics_v = jax.jit(jax.vmap(lambda s, d, k: agent_metrics(algorithm.params(s), ctx(d, k)),
+    metrics_v = jax.jit(jax.vmap(lambda s, d, k: metrics_fn(algorithm.params(s), ctx(d, k)),
                                  axis_name=axis_name))
 
     def initial_metrics(s):
         return {k: np.asarray(v)[:1] for k, v in metrics_v(s, problem.data, keys).items()}
 
     def compile_segment(records, chunk_steps, s):
-        seg = make_segment(algorithm, agent_metrics, chunk_steps, records)
+        seg = make_segment(algorithm, metrics_fn, chunk_steps, records)
 
         def fn(s, d, k):
             s, m = jax.vmap(lambda s_, d_, k_: seg(s_, ctx(d_, k_)), axis_name=axis_name)(s, d, k)
