@@ -166,6 +166,8 @@ class ScheduleCommunicator:
                 f"{op}: topology {topology.name!r} is time-varying; pass the step counter, "
                 f"e.g. {op}(x, topology, t=state.count)."
             )
+        if isinstance(t, (int, np.integer)) and not isinstance(t, bool):
+            return fn(leaves, topology.at(int(t)))  # static step: no switch needed
         index = self._uniform(topology.index_traced(t))
         branches = [partial(lambda p, lv: fn(lv, p), p) for p in patterns]
         return lax.switch(index, branches, leaves)

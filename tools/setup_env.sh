@@ -21,7 +21,7 @@ command -v "$py" >/dev/null || { echo "setup_env.sh: '$py' not found; install Py
 echo "[setup] creating $venv" >&2
 [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
 export PATH="$venv/bin:$PATH"
-pip_q() { "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
+pip_q() { "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@" 2>&1 | grep -vE "^WARNING: Location|^ *!!|^ *\*{10}|precedence during imports|same$|name as your package|WheelFile|^ *$" || true; }
 pip_q --upgrade pip
 echo "[setup] installing jax, mpich, mpi4py and the project (editable, dev extras)" >&2
 pip_q mpi4py mpich
