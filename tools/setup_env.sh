@@ -21,7 +21,16 @@ command -v "$py" >/dev/null || { echo "setup_env.sh: '$py' not found; install Py
 echo "[setup] creating $venv" >&2
 [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
 export PATH="$venv/bin:$PATH"
-pip_q() { "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@" 2>&1 | grep -vE "^WARNING: Location|^ *!!|^ *\*{10}|precedence during imports|same$|name as your package|WheelFile|^ *$" || true; }
+# Quiet on success; the whole pip log and a non-zero exit on failure.
+pip_q() {
+  local log; log="$(mktemp)"
+  if ! "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@" >"$log" 2>&1; then
+    cat "$log" >&2; rm -f "$log"
+    echo "[setup] 'pip install $*' failed (log above)" >&2
+    exit 1
+  fi
+  rm -f "$log"
+}
 pip_q --upgrade pip
 echo "[setup] installing jax, mpich, mpi4py and the project (editable, dev extras)" >&2
 pip_q mpi4py mpich
@@ -33,10 +42,10 @@ if ! "$venv/bin/python" -c "import mpi4jax" >/dev/null 2>&1; then
   cuda_dir="$venv/.empty-cuda"
   mkdir -p "$cuda_dir"
   if [ "${BLUEFOG_MPI4JAX_CUDA:-0}" = "1" ]; then
-    env MPI4JAX_BUILD_MPICC="$venv/bin/mpicc" "$venv/bin/python" -m pip install -q --no-cache-dir mpi4jax
+    MPI4JAX_BUILD_MPICC="$venv/bin/mpicc" pip_q --no-cache-dir mpi4jax
   else
-    env CUDA_ROOT="$cuda_dir" CUDA_PATH="$cuda_dir" MPI4JAX_BUILD_MPICC="$venv/bin/mpicc" \
-      "$venv/bin/python" -m pip install -q --no-cache-dir mpi4jax 2>&1 | grep -v "^WARNING: Location" || true
+    CUDA_ROOT="$cuda_dir" CUDA_PATH="$cuda_dir" MPI4JAX_BUILD_MPICC="$venv/bin/mpicc" \
+      pip_q --no-cache-dir mpi4jax
   fi
 fi
 "$venv/bin/python" -c "import mpi4jax" || { echo "[setup] mpi4jax failed to import; see the build log above" >&2; exit 1; }
