@@ -10,8 +10,8 @@ import numpy as np
 
 from bluefog.algorithm import AgentContext, Algorithm, Problem
 from bluefog.driver import RunResult, drive, make_segment
-from bluefog.metrics import agent_metrics
-from bluefog.topology import DynamicTopology, Topology
+from bluefog.run_common import (agent_key, check_run_inputs, check_stacked_x0,
+                                default_record_every, resolve_metrics)
 
 from .comm import AXIS_NAME, SimComm
 
@@ -35,35 +35,9 @@ def spmd(fn: Callable, size: int, *, local_size: int = 1, axis_name: str = AXIS_
 
 def agent_keys(seed: int, size: int) -> jax.Array:
     """Per-agent PRNG keys ``fold_in(PRNGKey(seed), i)``; the MPI backend derives the same
-    key on rank ``i``, so stochastic runs match across backends."""
-    base = jax.random.PRNGKey(seed)
-    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(size, dtype=jnp.uint32))
-
-
-def _check_inputs(algorithm, problem, topology, seed):
-    if not isinstance(algorithm, Algorithm):
-        raise TypeError(
-            f"algorithm must be a bluefog Algorithm (e.g. algorithms.dgd(lr=0.1)); got "
-            f"{type(algorithm).__name__}."
-        )
-    if not isinstance(problem, Problem):
-        raise TypeError(
-            f"problem must be a bluefog Problem (e.g. algorithms.problems.quadratic(b)); got "
-            f"{type(problem).__name__}."
-        )
-    if not isinstance(topology, (Topology, DynamicTopology)):
-        raise TypeError(
-            f"topology must be a Topology or DynamicTopology; got {type(topology).__name__}. "
-            "Build one with bluefog.topology.exponential_graph(n)."
-        )
-    if topology.size != problem.size:
-        raise ValueError(
-            f"topology.size must equal the number of agents in problem.data; got topology.size="
-            f"{topology.size}, problem.size={problem.size}. Build the topology for "
-            f"{problem.size} agents or split the data across {topology.size}."
-        )
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int; got {seed!r}.")
+    key on rank ``i`` (:func:`bluefog.run_common.agent_key`), so stochastic runs match
+    across backends."""
+    return jax.vmap(lambda i: agent_key(seed, i))(jnp.arange(size, dtype=jnp.uint32))
 
 
 def run(algorithm: Algorithm, problem: Problem, topology, steps: int, *, seed: int = 0,
@@ -108,35 +82,22 @@ def run(algorithm: Algorithm, problem: Problem, topology, steps: int, *, seed: i
     RunResult
         ``params`` stacked ``(n, ...)``; ``history`` with ``step`` and the metrics.
     """
-    _check_inputs(algorithm, problem, topology, seed)
+    check_run_inputs(algorithm, problem, topology, seed)
     n = problem.size
-    if record_every is None:
-        from bluefog.topology.validation import check_positive_int
-
-        record_every = max(1, check_positive_int(steps, "steps") // 100)
+    record_every = default_record_every(steps, record_every)
     comm = SimComm(n, axis_name=axis_name, local_size=local_size)
     keys = agent_keys(int(seed), n)
 
     def ctx(data_i, key_i):
         return AgentContext(comm, topology, problem, data_i, key_i)
 
-    metrics_fn = agent_metrics if metrics is None else metrics
-    if not callable(metrics_fn):
-        raise TypeError(f"metrics must be a callable (params, ctx) -> dict; got {type(metrics).__name__}.")
-    if state is not None and x0 is not None:
-        raise ValueError("pass either x0 (a fresh start) or state (a continuation), not both.")
+    metrics_fn = resolve_metrics(metrics)
+    check_stacked_x0(x0, n, state)
     if x0 is None:
         x_axes = None
         x0 = problem.init_params
     else:
         x_axes = 0
-        for leaf in jax.tree_util.tree_leaves(x0):
-            if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != n:
-                raise ValueError(
-                    f"x0 must be stacked with a leading agent axis of size {n}; got a leaf of "
-                    f"shape {jnp.shape(leaf)}. Omit x0 to start every agent at "
-                    "problem.init_params."
-                )
     init = jax.jit(jax.vmap(lambda x, d, k: algorithm.init(x, ctx(d, k)),
                             in_axes=(x_axes, 0, 0), axis_name=axis_name))
     if state is None:
