@@ -5,9 +5,19 @@ agent ``j``'s value.
 """
 
 from ._topology import Topology
+from .drawing import draw_dynamic_topology, draw_topology
 from .dynamic import DynamicTopology, one_peer_exponential_graph, random_matching
+from .exponential import exponential_graph, symmetric_exponential_graph
+from .full import fully_connected_graph
+from .grid import grid_2d_graph, torus_2d_graph
+from .hypercube import hypercube_graph
+from .interop import from_matrix, from_networkx
+from .random_graphs import erdos_renyi_graph, random_regular_graph
+from .ring import ring_graph
 from .schedule import Round, Schedule, compile_schedule
+from .star import star_graph
 from .validation import validate_weights
+from .weights import metropolis_weights, uniform_weights
 
 __all__ = [
     "Topology",
@@ -18,4 +28,20 @@ __all__ = [
     "validate_weights",
     "one_peer_exponential_graph",
     "random_matching",
+    "exponential_graph",
+    "symmetric_exponential_graph",
+    "ring_graph",
+    "star_graph",
+    "grid_2d_graph",
+    "torus_2d_graph",
+    "hypercube_graph",
+    "fully_connected_graph",
+    "random_regular_graph",
+    "erdos_renyi_graph",
+    "from_networkx",
+    "from_matrix",
+    "uniform_weights",
+    "metropolis_weights",
+    "draw_topology",
+    "draw_dynamic_topology",
 ]

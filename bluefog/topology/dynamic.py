@@ -151,6 +151,13 @@ class DynamicTopology:
         vals = [max(p.rho, 1e-300) for p in self._patterns]
         return float(np.exp(np.mean(np.log(vals))))
 
+    def draw(self, **kwargs):
+        """Draw the patterns of one period side by side; returns the matplotlib ``Figure``.
+        See :func:`bluefog.topology.drawing.draw_dynamic_topology`."""
+        from .drawing import draw_dynamic_topology
+
+        return draw_dynamic_topology(self, **kwargs)
+
     def __repr__(self) -> str:
         return f"DynamicTopology({self._name}, size={self.size}, period={self._period}, patterns={len(self._patterns)})"
 
