@@ -1,1 +1,30 @@
-"""bluefog_dist: the MPI backend (mpi4jax), one agent per rank."""
+"""bluefog_dist: the MPI backend (mpi4jax), one agent per rank.
+
+``MpiComm`` implements the Communicator protocol with mpi4jax on a clone of
+``COMM_WORLD``; ``run`` has the shape of :func:`bluefog_sim.run`; ``bfrun`` (the
+:mod:`bluefog_dist.launcher`) launches a script under the installed ``mpiexec``.
+Names are imported lazily so that ``bfrun`` starts without importing JAX or MPI.
+"""
+
+from importlib import import_module
+
+__all__ = ["MpiComm", "run", "default_comm", "AgreementError", "agree", "Timeline"]
+
+_WHERE = {
+    "MpiComm": ".comm",
+    "run": ".runner",
+    "default_comm": ".runner",
+    "AgreementError": ".agreement",
+    "agree": ".agreement",
+    "Timeline": ".timeline",
+}
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        return getattr(import_module(_WHERE[name], __name__), name)
+    raise AttributeError(f"module 'bluefog_dist' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)
