@@ -1,0 +1,168 @@
+"""Shared helpers of the algorithm library: pytree arithmetic and argument validation.
+
+Everything here runs in plain Python (validation) or is a thin ``jax.tree_util`` map
+(arithmetic); no algorithm logic lives here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bluefog.topology import DynamicTopology, Topology
+
+PyTree = Any
+
+# ---- pytree arithmetic -------------------------------------------------------------------
+
+
+def tree_add(a: PyTree, b: PyTree) -> PyTree:
+    """``a + b`` leaf by leaf."""
+    return jax.tree_util.tree_map(jnp.add, a, b)
+
+
+def tree_sub(a: PyTree, b: PyTree) -> PyTree:
+    """``a - b`` leaf by leaf."""
+    return jax.tree_util.tree_map(jnp.subtract, a, b)
+
+
+def tree_axpy(alpha, x: PyTree, y: PyTree) -> PyTree:
+    """``alpha * x + y`` leaf by leaf (``alpha`` a Python or JAX scalar, cast to each leaf's
+    dtype so float32 stays float32)."""
+    return jax.tree_util.tree_map(lambda a, b: jnp.asarray(alpha, a.dtype) * a + b, x, y)
+
+
+def tree_scale(alpha, x: PyTree) -> PyTree:
+    """``alpha * x`` leaf by leaf (``alpha`` cast to each leaf's dtype)."""
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(alpha, a.dtype) * a, x)
+
+
+def tree_half_mix(x: PyTree, wx: PyTree) -> PyTree:
+    r"""``(x + W x) / 2``, i.e. :math:`\bar W x` with :math:`\bar W = (I + W)/2`."""
+    return jax.tree_util.tree_map(lambda a, b: 0.5 * (a + b), x, wx)
+
+
+def tree_where(pred, a: PyTree, b: PyTree) -> PyTree:
+    """``a`` where ``pred`` (a scalar bool), else ``b``, leaf by leaf."""
+    return jax.tree_util.tree_map(lambda u, v: jnp.where(pred, u, v), a, b)
+
+
+def as_float_tree(x: PyTree) -> PyTree:
+    """``x`` with every leaf a JAX array (integer leaves are refused by the communicator, so
+    they are refused here first with a clear message)."""
+    leaves = jax.tree_util.tree_leaves(x)
+    for leaf in leaves:
+        if not jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.inexact):
+            raise TypeError(
+                "params must be floating-point arrays (decentralized methods mix them by convex "
+                f"combinations); got a leaf of dtype {jnp.asarray(leaf).dtype}. Cast with "
+                "x.astype(jnp.float32)."
+            )
+    return jax.tree_util.tree_map(jnp.asarray, x)
+
+
+def zero_count():
+    """The initial step counter (int32 scalar)."""
+    return jnp.zeros((), jnp.int32)
+
+
+# ---- hyper-parameter validation ----------------------------------------------------------
+
+
+def check_lr(lr, name: str = "lr", algorithm: str = "algorithm") -> float:
+    """Return ``lr`` as a float if it is a finite number > 0, else raise."""
+    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)):
+        raise TypeError(
+            f"{algorithm}: {name} must be a positive finite float; got {lr!r} of type "
+            f"{type(lr).__name__}. Pass e.g. {algorithm}({name}=0.1)."
+        )
+    lr = float(lr)
+    if not math.isfinite(lr) or lr <= 0:
+        raise ValueError(
+            f"{algorithm}: {name} must be a positive finite float; got {lr}. "
+            f"Pass e.g. {algorithm}({name}=0.1)."
+        )
+    return lr
+
+
+def check_unit_interval(value, name: str, algorithm: str) -> float:
+    """Return ``value`` as a float if it lies in ``[0, 1)``, else raise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(
+            f"{algorithm}: {name} must be a float in [0, 1); got {value!r} of type "
+            f"{type(value).__name__}."
+        )
+    value = float(value)
+    if not (0.0 <= value < 1.0):
+        raise ValueError(
+            f"{algorithm}: {name} must be in [0, 1); got {value}. Use e.g. {name}=0.9 for heavy-"
+            f"ball momentum or {name}=0.0 to switch it off."
+        )
+    return value
+
+
+def check_choice(value, name: str, choices: tuple, algorithm: str):
+    """Return ``value`` if it is one of ``choices``, else raise."""
+    if value not in choices:
+        raise ValueError(
+            f"{algorithm}: {name} must be one of {', '.join(repr(c) for c in choices)}; got "
+            f"{value!r}."
+        )
+    return value
+
+
+# ---- topology requirements ---------------------------------------------------------------
+
+
+def _patterns(topology, algorithm: str):
+    if not isinstance(topology, (Topology, DynamicTopology)):
+        raise TypeError(
+            f"{algorithm}: the topology must be a bluefog.topology.Topology or DynamicTopology; "
+            f"got {type(topology).__name__}."
+        )
+    return topology.patterns
+
+
+def require_static(topology, algorithm: str, alternative: str) -> None:
+    """Refuse a time-varying topology for a method whose theory needs a fixed ``W``."""
+    if len(_patterns(topology, algorithm)) > 1:
+        raise ValueError(
+            f"{algorithm} needs a static topology: its correction term telescopes only for a "
+            f"fixed mixing matrix W, and it is known to fail on time-varying graphs; got the "
+            f"time-varying {topology.name!r}. Use a static Topology, or {alternative} which "
+            "supports time-varying topologies."
+        )
+
+
+def require_weights(topology, algorithm: str, *, row: bool = False, column: bool = False,
+                    symmetric: bool = False) -> None:
+    """Check stochasticity / symmetry of every pattern of ``topology`` (plain NumPy)."""
+    for p in _patterns(topology, algorithm):
+        W = p.weights
+        what = []
+        if row and not p.is_row_stochastic:
+            s = W.sum(axis=1)
+            what.append(f"row sums in [{s.min():.6g}, {s.max():.6g}] (need W 1 = 1)")
+        if column and not p.is_column_stochastic:
+            s = W.sum(axis=0)
+            what.append(f"column sums in [{s.min():.6g}, {s.max():.6g}] (need 1^T W = 1^T)")
+        if symmetric and not p.is_symmetric:
+            what.append(f"asymmetry max|W - W^T| = {np.abs(W - W.T).max():.3g} (need W = W^T)")
+        if what:
+            kind = "doubly" if (row and column) else ("row" if row else "column")
+            need = ("symmetric " if symmetric else "") + kind
+            fix = {
+                (True, False): "Build it with Topology(W, require='row').",
+                (False, True): "Use column-stochastic weights, e.g. W[i, j] = 1 / (out_degree(j) + 1) "
+                               "for each edge j -> i and on the diagonal, and Topology(W, require='column').",
+                (True, True): "Use e.g. Metropolis-Hastings weights W[i, j] = 1/(1 + max(d_i, d_j)) on a "
+                              "symmetric graph (bluefog.topology.from_networkx(G, weights='metropolis')).",
+            }[(row, column)]
+            raise ValueError(
+                f"{algorithm} needs {need}-stochastic mixing weights; pattern {p.name!r} has "
+                f"{'; '.join(what)}. {fix}"
+            )

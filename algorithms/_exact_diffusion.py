@@ -1,0 +1,150 @@
+r"""Exact diffusion and NIDS: bias-corrected diffusion with the mixing matrix
+:math:`\bar W = (I + W)/2` (or, for NIDS, :math:`\tilde W = I - c\alpha (I - W)`).
+
+Both converge *exactly* (linearly, for strongly convex smooth :math:`f_i`) with a constant
+step size, where :func:`algorithms.dgd` and :func:`algorithms.diffusion` stall at an
+:math:`O(\alpha)` bias. Both need a symmetric doubly stochastic ``W``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from bluefog.algorithm import Algorithm
+
+from ._common import (as_float_tree, check_lr, require_static, require_weights, tree_add,
+                      tree_axpy, tree_sub, tree_where, zero_count)
+
+__all__ = ["ExactDiffusionState", "exact_diffusion", "nids"]
+
+
+class ExactDiffusionState(NamedTuple):
+    """State of :func:`exact_diffusion` and :func:`nids` for one agent.
+
+    Attributes
+    ----------
+    x : pytree, same shapes as the parameters
+        The iterate :math:`x_i^{(k)}`.
+    psi : pytree, same shapes as the parameters
+        The previous adapt step :math:`\\psi_i^{(k)}` (:math:`\\psi^{(0)} = x^{(0)}`).
+    count : int32 scalar
+    """
+
+    x: Any
+    psi: Any
+    count: jax.Array
+
+
+def _correct(state: ExactDiffusionState, ctx, lr: float):
+    """Adapt and correct: ``psi+ = x - lr grad f(x)``, ``phi = psi+ + x - psi``."""
+    psi = tree_axpy(-lr, ctx.grad(state.x), state.x)
+    phi = tree_add(psi, tree_sub(state.x, state.psi))
+    return psi, phi
+
+
+def exact_diffusion(lr: float) -> Algorithm:
+    r"""Exact diffusion (adapt, correct, combine with :math:`\bar W = (I + W)/2`).
+
+    .. math::
+
+        \psi_i^{(k+1)} &= x_i^{(k)} - \alpha \nabla f_i(x_i^{(k)}) \\
+        \phi_i^{(k+1)} &= \psi_i^{(k+1)} + x_i^{(k)} - \psi_i^{(k)} \\
+        x_i^{(k+1)} &= \sum_j \bar W_{ij}\, \phi_j^{(k+1)}, \qquad
+        \bar W = \tfrac12 (I + W),
+
+    with :math:`\psi^{(0)} = x^{(0)}`. Eliminating :math:`\psi`:
+    :math:`X^{(k+1)} = \bar W (2X^{(k)} - X^{(k-1)} - \alpha(\nabla F(X^{(k)}) -
+    \nabla F(X^{(k-1)})))`. Since :math:`\bar W` is doubly stochastic,
+    :math:`\bar x^{(k)} = \bar\psi^{(k)}` for all ``k`` and every fixed point is consensual
+    with :math:`\sum_i \nabla f_i(\bar x) = 0`: the exact minimiser. :math:`\bar W x` is
+    computed as :math:`\tfrac12(x + Wx)` from the given topology (one neighbour exchange per
+    step), for static and time-varying topologies alike. The convergence theory (Yuan et
+    al. 2019) is for a static symmetric ``W``; for time-varying symmetric doubly stochastic
+    topologies the fixed-point argument above still shows that any limit is exact, and the
+    tests check convergence on the one-peer exponential graph.
+
+    Parameters
+    ----------
+    lr : float
+        Step size :math:`\alpha > 0` (converges for :math:`\alpha < 2/L` on
+        :math:`L`-smooth, strongly convex problems).
+
+    References
+    ----------
+    K. Yuan, B. Ying, X. Zhao, A. H. Sayed, "Exact diffusion for distributed optimization and
+    learning - Part I: algorithm development", IEEE TSP 67(3) (2019).
+    """
+    lr = check_lr(lr, algorithm="exact_diffusion")
+
+    def init(params, ctx) -> ExactDiffusionState:
+        require_weights(ctx.topology, "exact_diffusion", row=True, column=True, symmetric=True)
+        x = as_float_tree(params)
+        return ExactDiffusionState(x, x, zero_count())
+
+    def step(state: ExactDiffusionState, ctx) -> ExactDiffusionState:
+        psi, phi = _correct(state, ctx, lr)
+        wphi = ctx.comm.neighbor_allreduce(phi, ctx.topology, state.count)
+        x = jax.tree_util.tree_map(lambda a, b: 0.5 * (a + b), phi, wphi)
+        return ExactDiffusionState(x, psi, state.count + 1)
+
+    return Algorithm(init, step, lambda s: s.x, "exact_diffusion", {"lr": lr})
+
+
+def nids(lr: float, c: float | None = None) -> Algorithm:
+    r"""NIDS: network-independent step size, with :math:`\tilde W = I - c\alpha(I - W)`.
+
+    .. math::
+
+        x^{(1)} &= x^{(0)} - \alpha \nabla F(x^{(0)}) \\
+        x^{(k+1)} &= \tilde W \bigl(2x^{(k)} - x^{(k-1)} - \alpha(\nabla F(x^{(k)}) -
+        \nabla F(x^{(k-1)}))\bigr), \quad k \ge 1,
+
+    implemented per agent as :math:`\psi^{(k+1)} = x^{(k)} - \alpha\nabla f_i(x^{(k)})`,
+    :math:`\phi = \psi^{(k+1)} + x^{(k)} - \psi^{(k)}`,
+    :math:`x^{(k+1)} = \phi - c\alpha(\phi - W\phi)` (no mixing at ``k = 0``).
+    The default :math:`c\alpha = 1/2` gives :math:`\tilde W = (I+W)/2`, the choice for which
+    NIDS coincides with :func:`exact_diffusion` from the second iterate on; its step size may
+    reach :math:`2/L` whatever the network. Needs a static symmetric doubly stochastic ``W``
+    and :math:`0 < c\alpha \le 1/(1 - \lambda_{\min}(W))` (so that :math:`\tilde W \succeq 0`).
+
+    Parameters
+    ----------
+    lr : float
+        Step size :math:`\alpha > 0`.
+    c : float, optional
+        Mixing constant; default ``1 / (2 * lr)``.
+
+    References
+    ----------
+    Z. Li, W. Shi, M. Yan, "A decentralized proximal-gradient method with network
+    independent step-sizes and separated convergence rates", IEEE TSP 67(17) (2019).
+    """
+    lr = check_lr(lr, algorithm="nids")
+    c = 0.5 / lr if c is None else check_lr(c, name="c", algorithm="nids")
+    gamma = c * lr
+
+    def init(params, ctx) -> ExactDiffusionState:
+        require_static(ctx.topology, "nids", "gradient_tracking (DIGing)")
+        require_weights(ctx.topology, "nids", row=True, column=True, symmetric=True)
+        lam_min = float(np.linalg.eigvalsh(ctx.topology.weights).min())
+        bound = 1.0 / (1.0 - lam_min) if lam_min < 1.0 else np.inf
+        if gamma > bound * (1 + 1e-12):
+            raise ValueError(
+                f"nids: c * lr must be <= 1 / (1 - lambda_min(W)) = {bound:.6g} so that "
+                f"I - c*lr*(I - W) is positive semi-definite; got c * lr = {gamma:.6g}. Omit c "
+                "(default c = 1 / (2 lr)) or lower it."
+            )
+        x = as_float_tree(params)
+        return ExactDiffusionState(x, x, zero_count())
+
+    def step(state: ExactDiffusionState, ctx) -> ExactDiffusionState:
+        psi, phi = _correct(state, ctx, lr)
+        wphi = ctx.comm.neighbor_allreduce(phi, ctx.topology, state.count)
+        mixed = jax.tree_util.tree_map(lambda a, b: a - gamma * (a - b), phi, wphi)
+        x = tree_where(state.count == 0, phi, mixed)
+        return ExactDiffusionState(x, psi, state.count + 1)
+
+    return Algorithm(init, step, lambda s: s.x, "nids", {"lr": lr, "c": c})
