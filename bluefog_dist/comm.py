@@ -19,7 +19,8 @@ primitive           MPI call (on a communicator cloned from ``COMM_WORLD``)
 ==================  ==========================================================================
 
 All leaves of one dtype are packed into one contiguous buffer, so a pytree costs one message
-per dtype per round rather than one per leaf.
+per dtype per round rather than one per leaf. Dtypes mpi4jax lacks (float16, bfloat16) travel
+bit-cast to unsigned integers (exact), or as float32 inside reductions.
 
 Bluefog's *dynamic* form of ``neighbor_allreduce`` (explicit ``self_weight``,
 ``src_weights``, ``dst_weights`` for one call) is also supported; see
@@ -66,8 +67,34 @@ def _mpi():
     return MPI
 
 
-def _pack(leaves):
-    """Group leaves by dtype: ``[(dtype, indices, flat_buffer)]`` (one buffer per dtype)."""
+#: dtypes mpi4jax can send natively (its MPI_TYPE_MAP)
+_NATIVE = {"float32", "float64", "complex64", "complex128", "int8", "int16", "int32", "int64",
+           "uint8", "uint16", "uint32", "uint64", "bool"}
+_BITS = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint64}
+
+
+def _to_wire(buf, reduce: bool):
+    """A buffer mpi4jax can carry: 16-bit floats etc. travel bit-cast to unsigned integers
+    (exact) for copies, and as float32 for reductions (then rounded back once)."""
+    name = jnp.dtype(buf.dtype).name
+    if name in _NATIVE:
+        return buf
+    if reduce:
+        return buf.astype(jnp.float32)
+    return jax.lax.bitcast_convert_type(buf, _BITS[jnp.dtype(buf.dtype).itemsize])
+
+
+def _from_wire(buf, dtype):
+    if buf.dtype == dtype:
+        return buf
+    if jnp.issubdtype(buf.dtype, jnp.unsignedinteger):
+        return jax.lax.bitcast_convert_type(buf, dtype)
+    return buf.astype(dtype)
+
+
+def _pack(leaves, reduce: bool = False):
+    """Group leaves by dtype: ``[(dtype, indices, flat_wire_buffer)]``, one buffer per dtype,
+    so a pytree costs one message per dtype."""
     groups: dict = {}
     for idx, leaf in enumerate(leaves):
         groups.setdefault(jnp.dtype(leaf.dtype), []).append(idx)
@@ -77,14 +104,15 @@ def _pack(leaves):
             buf = jnp.reshape(leaves[idxs[0]], (-1,))
         else:
             buf = jnp.concatenate([jnp.reshape(leaves[i], (-1,)) for i in idxs])
-        packed.append((dtype, idxs, buf))
+        packed.append((dtype, idxs, _to_wire(buf, reduce)))
     return packed
 
 
 def _unpack(leaves, packed_out, lead=()):
-    """Inverse of :func:`_pack` for buffers of shape ``lead + (total,)``."""
+    """Inverse of :func:`_pack` for received buffers of shape ``lead + (total,)``."""
     out = [None] * len(leaves)
-    for (_, idxs, _), buf in packed_out:
+    for (dtype, idxs, _), buf in packed_out:
+        buf = _from_wire(buf, dtype)
         offset = 0
         for i in idxs:
             shape, size = leaves[i].shape, int(np.prod(leaves[i].shape, dtype=np.int64))
@@ -253,7 +281,7 @@ class MpiComm(ScheduleCommunicator):
         import mpi4jax
 
         MPI = _mpi()
-        packed = _pack(leaves)
+        packed = _pack(leaves, reduce=True)
         outs = [self._message(name, buf, lambda b: mpi4jax.allreduce(b, op=MPI.SUM, comm=comm))
                 for _, _, buf in packed]
         return _unpack(leaves, list(zip(packed, outs)))
