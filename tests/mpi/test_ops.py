@@ -53,7 +53,7 @@ def test_neighbor_allreduce_matches_dense_oracle(comm, rank, size, topo_index):
     X = stacked(size)
     mix = jax.jit(lambda x, t: comm.neighbor_allreduce(x, topology, t))
     for t in steps_to_check(topology):
-        W = (topology if t is None else topology.at(t)).weights
+        W = (topology.patterns[0] if t is None else topology.at(t)).weights
         # traced step counter (lax.switch), and the static one where the topology varies
         outs = [mix(row(X, rank), t if t is None else jnp.asarray(t, jnp.int32))]
         if t is not None:
@@ -96,7 +96,7 @@ def test_neighbor_allgather(comm, rank, size, topo_index):
     X = stacked(size)["a"]
     gather = jax.jit(lambda x, t: comm.neighbor_allgather(x, topology, t))
     for t in steps_to_check(topology):
-        W = (topology if t is None else topology.at(t)).weights
+        W = (topology.patterns[0] if t is None else topology.at(t)).weights
         nv = gather(jnp.asarray(X[rank]), t if t is None else jnp.asarray(t, jnp.int32))
         sources, weights = np.asarray(nv.sources), np.asarray(nv.weights)
         real = weights != 0
