@@ -139,7 +139,7 @@ def drive(state, *, steps: int, record_every: int, compile_segment: Callable,
             if bar is not None:
                 bar.update(records * chunk_steps)
                 post = {}
-                for name in ("relative_error", "loss", "consensus_distance"):
+                for name in ("relative_error", "loss", "test_accuracy", "consensus_distance"):
                     if name in metrics:
                         post[name] = f"{float(np.asarray(metrics[name]).reshape(-1)[-1]):.3e}"
                 bar.set_postfix(post, refresh=False)
