@@ -45,7 +45,7 @@ def _node_index(G) -> int:
 
 
 def from_networkx(G, weights: str = "metropolis", *, require: str = "row",
-                  name: str | None = None) -> Topology:
+                  name: str | None = None, layout: str = "spring") -> Topology:
     r"""Build a :class:`Topology` from a networkx graph on nodes ``0..n-1``.
 
     An edge ``u -> v`` (``DiGraph``) or ``{u, v}`` (``Graph``, both directions) lets ``v``
@@ -74,6 +74,8 @@ def from_networkx(G, weights: str = "metropolis", *, require: str = "row",
     require : {"row", "column", "doubly", "none"}
         Stochasticity demanded of the resulting ``W``.
     name : str, optional
+    layout : {"spring", "circular", "grid", "shell"}
+        Layout used by :meth:`Topology.draw`.
 
     Returns
     -------
@@ -119,9 +121,9 @@ def from_networkx(G, weights: str = "metropolis", *, require: str = "row",
                 f"but not {i} -> {j}. Use weights='uniform' for directed graphs, or "
                 "G.to_undirected()."
             )
-        return Topology(metropolis_weights(A), name=label, require=require, layout="spring")
+        return Topology(metropolis_weights(A), name=label, require=require, layout=layout)
     if weights == "uniform":
-        return Topology(uniform_weights(A), name=label, require=require, layout="spring")
+        return Topology(uniform_weights(A), name=label, require=require, layout=layout)
 
     attr = weights
     W = np.zeros((n, n))
@@ -166,7 +168,7 @@ def from_networkx(G, weights: str = "metropolis", *, require: str = "row",
             "agent's incoming weights sum to at most 1, or add a self-loop with its weight."
         )
     W[np.diag_indices(n)] = np.maximum(np.diag(W), 0.0)
-    return Topology(W, name=label, require=require, layout="spring")
+    return Topology(W, name=label, require=require, layout=layout)
 
 
 def from_matrix(W, require: str = "row", *, name: str = "from_matrix",
