@@ -65,6 +65,8 @@ def test_metropolis_weights_definition_on_irregular_graph():
     (lambda: uniform_weights("ring"), TypeError, r"adjacency must be a square 2-D boolean/0-1 array; got str"),
     (lambda: uniform_weights(np.array([[0, np.nan], [1, 0]])), ValueError, r"adjacency must be finite"),
     (lambda: uniform_weights(np.zeros((0, 0))), ValueError, r"with n >= 1; got shape \(0, 0\)"),
+    (lambda: metropolis_weights(np.array([[0, -1], [-1, 0]])), ValueError,
+     r"adjacency must hold 0/1 \(or False/True\) entries; got -1 at index \(0, 1\)"),
 ])
 def test_weight_rule_errors(call, exc, match):
     with pytest.raises(exc, match=match):

@@ -54,8 +54,15 @@ def check_adjacency(adjacency, name: str = "adjacency") -> np.ndarray:
             f"{name} must be a square (n, n) array with n >= 1; got shape {A.shape}. "
             f"{name}[i, j] is True when agent i receives from agent j."
         )
-    if np.issubdtype(A.dtype, np.number) and not np.all(np.isfinite(A)):
-        raise ValueError(f"{name} must be finite; got NaN/inf entries.")
+    if np.issubdtype(A.dtype, np.number):
+        if not np.all(np.isfinite(A)):
+            raise ValueError(f"{name} must be finite; got NaN/inf entries.")
+        if np.any(A < 0):
+            bad = tuple(int(v) for v in np.argwhere(A < 0)[0])
+            raise ValueError(
+                f"{name} must hold 0/1 (or False/True) entries; got {A[bad]} at index {bad}. "
+                f"Pass the graph's adjacency, not a weight matrix (use from_matrix for weights)."
+            )
     A = A != 0
     np.fill_diagonal(A, False)
     return A
