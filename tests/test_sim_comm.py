@@ -52,6 +52,7 @@ def _families():
         random_regular_graph(10, 3, seed=0), erdos_renyi_graph(9, 0.5, seed=1),
         from_matrix(_random_row_stochastic(7, 0), name="random_row_stochastic(7)"),
         from_networkx(nx.lollipop_graph(4, 3), weights="uniform"),
+        from_matrix(_random_row_stochastic(6, 1).T, require="column", name="column_stochastic(6)"),
     ]
 
 

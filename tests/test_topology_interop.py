@@ -94,6 +94,11 @@ def test_from_networkx_directed_uniform_follows_sender_to_receiver():
     np.testing.assert_allclose(t.weights[1], [1/2, 1/2, 0])
 
 
+def test_from_networkx_symmetric_digraph_accepts_metropolis():
+    G = nx.DiGraph(nx.cycle_graph(5))  # both directions of every edge
+    np.testing.assert_allclose(from_networkx(G).weights, ring_graph(5).weights, atol=1e-15)
+
+
 def test_from_networkx_unordered_node_insertion():
     G = nx.Graph()
     G.add_nodes_from([3, 1, 0, 2])
