@@ -333,3 +333,17 @@ def test_rho_orders_families_as_expected():
 def test_bad_inputs(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_docstring_examples():
+    import doctest
+
+    import bluefog.topology.exponential as exponential
+    import bluefog.topology.grid as grid
+    import bluefog.topology.hypercube as hypercube
+    import bluefog.topology.ring as ring
+    import bluefog.topology.star as star
+
+    for module in (exponential, grid, hypercube, ring, star):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

@@ -57,6 +57,12 @@ def grid_2d_graph(rows: int, cols: int) -> Topology:
     ----------
     Bluefog ``bluefog/common/topology_util.py``, ``MeshGrid2DGraph`` (same Hastings rule);
     networkx ``grid_2d_graph``.
+
+    Examples
+    --------
+    >>> t = grid_2d_graph(2, 3)   # agents 0 1 2 / 3 4 5
+    >>> t.in_neighbors(4), t.in_neighbors(0)
+    ([1, 3, 5], [1, 3])
     """
     rows = check_positive_int(rows, "rows")
     cols = check_positive_int(cols, "cols")

@@ -34,6 +34,13 @@ def hypercube_graph(dim: int) -> Topology:
     ----------
     networkx ``hypercube_graph``; F. T. Leighton, *Introduction to Parallel Algorithms and
     Architectures: Arrays, Trees, Hypercubes* (1992).
+
+    Examples
+    --------
+    >>> hypercube_graph(3).in_neighbors(5)   # 101 -> 001, 100, 111
+    [1, 4, 7]
+    >>> round(hypercube_graph(3).rho, 12)
+    0.5
     """
     dim = check_positive_int(dim, "dim", minimum=0)
     if dim > 20:

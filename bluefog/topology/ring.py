@@ -38,6 +38,13 @@ def ring_graph(n: int, directed: bool = False) -> Topology:
     ----------
     Bluefog ``bluefog/common/topology_util.py``, ``RingGraph(size, connect_style)``;
     R. M. Gray, "Toeplitz and circulant matrices: a review" (2006) for the spectrum.
+
+    Examples
+    --------
+    >>> ring_graph(6).in_neighbors(0), ring_graph(6, directed=True).in_neighbors(0)
+    ([1, 5], [5])
+    >>> ring_graph(6).schedule.num_rounds
+    2
     """
     n = check_size(n)
     if not isinstance(directed, bool):

@@ -37,6 +37,11 @@ def star_graph(n: int, center: int = 0) -> Topology:
     References
     ----------
     Bluefog ``bluefog/common/topology_util.py``, ``StarGraph(size, center_rank=0)``.
+
+    Examples
+    --------
+    >>> star_graph(4, center=2).weights.tolist()
+    [[0.75, 0.0, 0.25, 0.0], [0.0, 0.75, 0.25, 0.0], [0.25, 0.25, 0.25, 0.25], [0.0, 0.0, 0.25, 0.75]]
     """
     n = check_size(n)
     if isinstance(center, bool) or not isinstance(center, (int, np.integer)):
