@@ -1,0 +1,173 @@
+"""Rank-side MPI timings: run under ``mpiexec -n N``; rank 0 prints/writes JSON.
+
+Every op is timed inside the ranks (``MPI.Wtime``-free: ``time.perf_counter`` between two
+barriers), ``reps`` operations per sample, several samples; a sample's time is the *maximum*
+over ranks (the step is as slow as the slowest rank) and the reported value is the median
+sample, divided by ``reps``, in seconds per operation. Ops (those whose library is missing
+are left out):
+
+``raw_pingpong``            one-way time of an mpi4py ``Send``/``Recv`` ping-pong between
+                            ranks 0 and 1 (half the round trip): the alpha-beta fit's input
+``raw_sendrecv_ring``       mpi4py ``Sendrecv`` to rank+1 from rank-1 (NumPy buffers)
+``raw_exchange_exponential``  the exponential graph's schedule with mpi4py ``Sendrecv``
+                            plus the NumPy weighted sum: neighbour averaging by hand
+``raw_allreduce``           mpi4py ``Allreduce`` (MPI_SUM), NumPy buffers
+``mpi4jax_sendrecv_loop``   ``mpi4jax.sendrecv`` ring, K inside one jitted ``fori_loop``
+``bluefog_neighbor_allreduce``       ``MpiComm.neighbor_allreduce`` (exponential graph),
+                            one jitted call per op
+``bluefog_neighbor_allreduce_loop``  the same, K inside one jitted ``fori_loop``
+``bluefog_one_peer_loop``   one-peer exponential graph, K inside one ``fori_loop``
+``bluefog_allreduce_loop``  ``MpiComm.allreduce``, K inside one ``fori_loop``
+
+Usage: ``mpiexec -n 4 python benchmarks/mpi_ranks.py --json out.json [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def _timeit(comm, fn, reps, samples):
+    from mpi4py import MPI
+
+    fn()  # warm-up (and compile)
+    out = []
+    for _ in range(samples):
+        comm.Barrier()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        el = (time.perf_counter() - t0) / reps
+        out.append(comm.allreduce(el, op=MPI.MAX))
+    return statistics.median(out)
+
+
+def measure(sizes, *, samples=5, loop=20, quick=False) -> dict:
+    """Run every available op for every message size (float32 counts); rank 0's result."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD.Dup()
+    rank, size = comm.Get_rank(), comm.Get_size()
+    res = {"size": size, "floats": list(sizes), "ops": {}, "loop": loop}
+
+    def record(op, d, t):
+        res["ops"].setdefault(op, {})[str(d)] = t
+
+    from _topologies import make_topology
+
+    topo = make_topology("exponential", size) if size > 1 else None
+    for d in sizes:
+        nbytes = 4 * d
+        reps = int(max(3, min(100, 2e7 // max(nbytes, 1) // 100)))
+        if quick:
+            reps = max(2, reps // 4)
+        x = np.random.default_rng(rank).standard_normal(d).astype(np.float32)
+        y = np.empty_like(x)
+        right, left = (rank + 1) % size, (rank - 1) % size
+
+        if size >= 2:
+            def pingpong():
+                if rank == 0:
+                    comm.Send(x, dest=1, tag=7)
+                    comm.Recv(y, source=1, tag=8)
+                elif rank == 1:
+                    comm.Recv(y, source=0, tag=7)
+                    comm.Send(x, dest=0, tag=8)
+            record("raw_pingpong", d, _timeit(comm, pingpong, reps, samples) / 2)
+
+            def ring():
+                comm.Sendrecv(x, dest=right, sendtag=1, recvbuf=y, source=left, recvtag=1)
+            record("raw_sendrecv_ring", d, _timeit(comm, ring, reps, samples))
+
+            sched = topo.schedule
+            bufs = [np.empty_like(x) for _ in sched.rounds]
+
+            def exchange():
+                acc = sched.self_weights[rank] * x
+                for rnd, buf in zip(sched.rounds, bufs):
+                    comm.Sendrecv(x, dest=int(rnd.destinations[rank]), sendtag=2, recvbuf=buf,
+                                  source=int(rnd.sources[rank]), recvtag=2)
+                    acc += rnd.weights[rank] * buf
+                return acc
+            record("raw_exchange_exponential", d, _timeit(comm, exchange, reps, samples))
+
+        def allreduce():
+            comm.Allreduce(x, y, op=MPI.SUM)
+        record("raw_allreduce", d, _timeit(comm, allreduce, reps, samples))
+
+        try:
+            import jax
+            import jax.numpy as jnp
+            from jax import lax
+            import mpi4jax
+        except ImportError:
+            continue
+        xj = jnp.asarray(x)
+        lreps = max(2, reps // loop)
+        if size >= 2:
+            @jax.jit
+            def mj_loop(v):
+                def body(_, v):
+                    return mpi4jax.sendrecv(v, v, source=left, dest=right, comm=comm)
+                return lax.fori_loop(0, loop, body, v)
+            record("mpi4jax_sendrecv_loop", d,
+                   _timeit(comm, lambda: mj_loop(xj).block_until_ready(), lreps, samples) / loop)
+        try:
+            from bluefog_dist import MpiComm
+        except ImportError:
+            continue
+        from bluefog.topology import one_peer_exponential_graph
+
+        bf = MpiComm(comm)
+        if size >= 2:
+            one = jax.jit(lambda v: bf.neighbor_allreduce(v, topo))
+            record("bluefog_neighbor_allreduce", d,
+                   _timeit(comm, lambda: one(xj).block_until_ready(), reps, samples))
+            nloop = jax.jit(lambda v: lax.fori_loop(
+                0, loop, lambda k, u: bf.neighbor_allreduce(u, topo), v))
+            record("bluefog_neighbor_allreduce_loop", d,
+                   _timeit(comm, lambda: nloop(xj).block_until_ready(), lreps, samples) / loop)
+            op = one_peer_exponential_graph(size)
+            ploop = jax.jit(lambda v: lax.fori_loop(
+                0, loop, lambda k, u: bf.neighbor_allreduce(u, op, k), v))
+            record("bluefog_one_peer_loop", d,
+                   _timeit(comm, lambda: ploop(xj).block_until_ready(), lreps, samples) / loop)
+        aloop = jax.jit(lambda v: lax.fori_loop(0, loop, lambda k, u: bf.allreduce(u), v))
+        record("bluefog_allreduce_loop", d,
+               _timeit(comm, lambda: aloop(xj).block_until_ready(), lreps, samples) / loop)
+    if topo is not None:
+        res["exponential_rounds"] = topo.schedule.num_rounds
+    return res if rank == 0 else None
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Rank-side MPI timings (run under mpiexec).")
+    p.add_argument("--floats", type=int, nargs="+",
+                   default=[2, 256, 4096, 65536, 262144],
+                   help="message sizes in float32 values per rank")
+    p.add_argument("--samples", type=int, default=5)
+    p.add_argument("--loop", type=int, default=20, help="ops per jitted fori_loop")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions")
+    p.add_argument("--json", metavar="PATH", help="write rank 0's result here")
+    args = p.parse_args(argv)
+    res = measure(args.floats, samples=args.samples, loop=args.loop, quick=args.quick)
+    if res is not None:
+        res["load"] = os.getloadavg()
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(res, f, indent=1)
+        else:
+            print(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
