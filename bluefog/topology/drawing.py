@@ -18,7 +18,15 @@ __all__ = ["draw_topology", "draw_dynamic_topology", "topology_positions"]
 
 
 def topology_positions(topology, seed: int = 0) -> dict:
-    """Node positions ``{agent: (x, y)}`` for ``topology.layout``."""
+    """Node positions ``{agent: (x, y)}`` for ``topology.layout``.
+
+    ``"circular"``: agent ``i`` at angle :math:`2\pi i / n` on the unit circle;
+    ``"grid"``: agent ``r * cols + c`` at :math:`(c, -r)`; ``"spring"``: Fruchterman-Reingold
+    force-directed layout with ``seed`` (T. Fruchterman, E. Reingold, "Graph drawing by
+    force-directed placement", Software: Practice and Experience 21(11), 1991);
+    ``"shell"``: the highest-degree agents (a star's hub) in the centre, the others on a
+    circle around them.
+    """
     n = topology.size
     nodes = list(range(n))
     layout = topology.layout
@@ -146,6 +154,16 @@ def draw_dynamic_topology(dynamic, *, max_patterns: int = 8, panel_size: float =
     A periodic topology shows patterns ``0..period-1`` (the pattern used at step ``t`` is
     panel ``t mod period``); a non-periodic one shows the first ``max_patterns`` of its pool.
     Keyword arguments are passed to :func:`draw_topology`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``min(len(patterns), max_patterns)`` panels, at most 4 per row.
+
+    References
+    ----------
+    B. Ying et al., "Exponential graph is provably efficient for decentralized deep
+    training", NeurIPS 2021, Fig. 2 (one-peer exponential graph drawn per step).
     """
     from matplotlib.figure import Figure
 

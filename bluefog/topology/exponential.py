@@ -19,6 +19,27 @@ def exponential_offsets(n: int, base: int = 2) -> list[int]:
 
     Computed with exact integer powers (Bluefog's ``isPowerOf`` uses a floating-point
     logarithm, which misses e.g. :math:`3^5 = 243`).
+
+    Parameters
+    ----------
+    n : int
+        Number of agents, ``>= 1``.
+    base : int
+        ``>= 2``.
+
+    Returns
+    -------
+    list of int
+        ``[1, b, b^2, ...]``, all ``< n`` (empty for ``n = 1``).
+
+    References
+    ----------
+    Bluefog ``bluefog/common/topology_util.py`` (``ExponentialGraph``, ``isPowerOf``).
+
+    Examples
+    --------
+    >>> exponential_offsets(64), exponential_offsets(300, base=3)
+    ([1, 2, 4, 8, 16, 32], [1, 3, 9, 27, 81, 243])
     """
     n = check_size(n)
     base = _check_base(base)

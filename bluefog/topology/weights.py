@@ -38,7 +38,22 @@ __all__ = ["uniform_weights", "metropolis_weights", "check_adjacency"]
 
 
 def check_adjacency(adjacency, name: str = "adjacency") -> np.ndarray:
-    """Return ``adjacency`` as a square boolean array with a cleared diagonal, or raise."""
+    """Return ``adjacency`` as a square boolean array with a cleared diagonal, or raise.
+
+    Parameters
+    ----------
+    adjacency : array_like, shape (n, n)
+        0/1 or boolean; ``adjacency[i, j]`` means agent ``i`` receives from agent ``j``.
+    name : str
+        Argument name used in error messages.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n, n)
+        :math:`A_{ij} = [\,\text{adjacency}_{ij} \ne 0\,]` for :math:`i \ne j`,
+        :math:`A_{ii} = 0` (the graph-theoretic adjacency matrix, e.g. Godsil & Royle,
+        *Algebraic Graph Theory*, Sec. 8.1).
+    """
     if isinstance(adjacency, (str, bytes)) or adjacency is None:
         raise TypeError(
             f"{name} must be a square 2-D boolean/0-1 array; got {type(adjacency).__name__}."
