@@ -18,7 +18,7 @@ __all__ = ["draw_topology", "draw_dynamic_topology", "topology_positions"]
 
 
 def topology_positions(topology, seed: int = 0) -> dict:
-    """Node positions ``{agent: (x, y)}`` for ``topology.layout``.
+    r"""Node positions ``{agent: (x, y)}`` for ``topology.layout``.
 
     ``"circular"``: agent ``i`` at angle :math:`2\pi i / n` on the unit circle;
     ``"grid"``: agent ``r * cols + c`` at :math:`(c, -r)`; ``"spring"``: Fruchterman-Reingold

@@ -38,7 +38,7 @@ __all__ = ["uniform_weights", "metropolis_weights", "check_adjacency"]
 
 
 def check_adjacency(adjacency, name: str = "adjacency") -> np.ndarray:
-    """Return ``adjacency`` as a square boolean array with a cleared diagonal, or raise.
+    r"""Return ``adjacency`` as a square boolean array with a cleared diagonal, or raise.
 
     Parameters
     ----------
