@@ -89,7 +89,7 @@ def random_regular_graph(n: int, degree: int, seed: int = 0) -> Topology:
         raise ValueError(
             f"random_regular_graph(n={n}, degree={degree}, seed={seed}) sampled a graph with "
             f"{k} connected components; decentralized methods need a connected graph. Use "
-            "degree >= 3 (connected with high probability) or another seed."
+            f"degree >= {min(3, n - 1)} (connected with high probability) or another seed."
         )
     W = metropolis_weights(A)
     return Topology(W, name=f"random_regular(n={n}, degree={degree}, seed={seed})",
