@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from bluefog.algorithm import Algorithm
 
-from ._common import as_float_tree, check_lr, require_weights, zero_count
+from ._common import as_float_tree, check_choice, check_lr, require_weights, zero_count
 
 __all__ = ["GradientTrackingState", "gradient_tracking", "PushDIGingState", "push_diging"]
 
@@ -39,8 +39,10 @@ class GradientTrackingState(NamedTuple):
     count: jax.Array
 
 
-def gradient_tracking(lr: float) -> Algorithm:
+def gradient_tracking(lr: float, style: str = "awc") -> Algorithm:
     r"""DIGing: gradient tracking with a doubly stochastic (possibly time-varying) ``W``.
+
+    ``style="awc"`` (default) is DIGing (Nedic, Olshevsky & Shi 2017; one exchange per step):
 
     .. math::
 
@@ -48,16 +50,27 @@ def gradient_tracking(lr: float) -> Algorithm:
         y^{(k+1)} &= W(k)\, y^{(k)} + \nabla F(x^{(k+1)}) - \nabla F(x^{(k)}), \qquad
         y^{(0)} = \nabla F(x^{(0)}).
 
+    ``style="atc"`` is the adapt-then-combine variant (Xu, Zhu, Soh & Xie 2015; two
+    exchanges per step, a markedly larger stable step size):
+
+    .. math::
+
+        x^{(k+1)} = W(k)\,(x^{(k)} - \alpha y^{(k)}), \qquad
+        y^{(k+1)} = W(k)\,(y^{(k)} + \nabla F(x^{(k+1)}) - \nabla F(x^{(k)})).
+
     Column stochasticity keeps :math:`\bar y^{(k)} = \frac1n\sum_i \nabla f_i(x_i^{(k)})`;
     every fixed point is consensual with :math:`\sum_i \nabla f_i(\bar x) = 0`, the exact
-    minimiser. ``x`` and ``y`` travel together in one exchange per round. Converges
-    linearly for strongly convex smooth :math:`f_i` and small enough :math:`\alpha`, also
-    over time-varying graphs that are jointly connected.
+    minimiser. In the AWC form ``x`` and ``y`` travel together in one exchange per round.
+    Converges linearly for strongly convex smooth :math:`f_i` and small enough
+    :math:`\alpha` (for AWC the bound scales like :math:`(1-\rho)^2/L`; e.g. on an 8-ring
+    least-squares problem AWC diverges at :math:`\alpha = 0.05` where ATC converges at
+    :math:`0.1`), also over time-varying graphs that are jointly connected.
 
     Parameters
     ----------
     lr : float
         Step size :math:`\alpha > 0`.
+    style : {"awc", "atc"}
 
     References
     ----------
@@ -74,13 +87,22 @@ def gradient_tracking(lr: float) -> Algorithm:
         return GradientTrackingState(x, g, g, zero_count())
 
     def step(state: GradientTrackingState, ctx) -> GradientTrackingState:
-        wx, wy = ctx.comm.neighbor_allreduce((state.x, state.y), ctx.topology, state.count)
-        x = jax.tree_util.tree_map(lambda a, y: a - lr * y, wx, state.y)
-        g = ctx.grad(x)
-        y = jax.tree_util.tree_map(lambda a, gn, go: a + gn - go, wy, g, state.grad)
+        comm, topo, t = ctx.comm, ctx.topology, state.count
+        if style == "awc":
+            wx, wy = comm.neighbor_allreduce((state.x, state.y), topo, t)
+            x = jax.tree_util.tree_map(lambda a, y: a - lr * y, wx, state.y)
+            g = ctx.grad(x)
+            y = jax.tree_util.tree_map(lambda a, gn, go: a + gn - go, wy, g, state.grad)
+        else:
+            x = comm.neighbor_allreduce(
+                jax.tree_util.tree_map(lambda a, y: a - lr * y, state.x, state.y), topo, t)
+            g = ctx.grad(x)
+            y = comm.neighbor_allreduce(
+                jax.tree_util.tree_map(lambda y_, gn, go: y_ + gn - go, state.y, g, state.grad), topo, t)
         return GradientTrackingState(x, y, g, state.count + 1)
 
-    return Algorithm(init, step, lambda s: s.x, "gradient_tracking", {"lr": lr})
+    name = "gradient_tracking" if style == "awc" else "gradient_tracking_atc"
+    return Algorithm(init, step, lambda s: s.x, name, {"lr": lr, "style": style})
 
 
 class PushDIGingState(NamedTuple):
