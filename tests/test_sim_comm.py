@@ -49,7 +49,7 @@ def _families():
         symmetric_exponential_graph(16), ring_graph(2), ring_graph(7),
         ring_graph(5, directed=True), star_graph(6, center=2), grid_2d_graph(2, 3),
         torus_2d_graph(3, 3), hypercube_graph(3), fully_connected_graph(5),
-        random_regular_graph(10, 3, seed=0), erdos_renyi_graph(9, 0.5, seed=1),
+        random_regular_graph(10, 3, seed=0), erdos_renyi_graph(9, 0.7, seed=1),
         from_matrix(_random_row_stochastic(7, 0), name="random_row_stochastic(7)"),
         from_networkx(nx.lollipop_graph(4, 3), weights="uniform"),
         from_matrix(_random_row_stochastic(6, 1).T, require="column", name="column_stochastic(6)"),

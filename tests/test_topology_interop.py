@@ -106,7 +106,7 @@ def test_from_networkx_unordered_node_insertion():
     np.testing.assert_allclose(from_networkx(G).weights, ring_graph(4).weights, atol=1e-15)
 
 
-@pytest.mark.parametrize("topo", [exponential_graph(12), star_graph(7, 3), erdos_renyi_graph(9, 0.6, seed=1),
+@pytest.mark.parametrize("topo", [exponential_graph(12), star_graph(7, 3), erdos_renyi_graph(9, 0.7, seed=1),
                                   grid_2d_graph(2, 3)], ids=lambda t: t.name)
 def test_from_networkx_round_trip_through_topology_graph(topo):
     back = from_networkx(topo.graph, weights="weight", require="doubly")
@@ -182,7 +182,7 @@ def test_from_matrix():
 # ---------------------------------------------------------------- drawing
 @pytest.mark.parametrize("topo", [exponential_graph(8), ring_graph(6), star_graph(7, center=2),
                                   grid_2d_graph(2, 3), torus_2d_graph(3, 3),
-                                  erdos_renyi_graph(8, 0.6, seed=0), ring_graph(1)],
+                                  erdos_renyi_graph(8, 0.7, seed=0), ring_graph(1)],
                          ids=lambda t: t.name)
 def test_draw_topology_returns_figure(topo):
     fig = topo.draw()
