@@ -123,3 +123,22 @@ def test_schedule_arrays_are_read_only():
         s.rounds[0].sources[0] = 1
     with pytest.raises(ValueError, match="read-only"):
         s.self_weights[0] = 0.0
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_random_circulant_supports_get_one_round_per_offset(seed):
+    """Property: any support with the same offset set at every agent (weights may differ per
+    agent) compiles to exactly one padding-free round per offset."""
+    rng = np.random.default_rng(1000 + seed)
+    n = int(rng.integers(2, 40))
+    k = int(rng.integers(1, n))
+    offsets = sorted(rng.choice(np.arange(1, n), size=k, replace=False).tolist())
+    W = np.zeros((n, n))
+    for i in range(n):
+        for o in offsets:
+            W[i, (i + o) % n] = rng.uniform(0.1, 1.0)
+        W[i, i] = rng.uniform(0.1, 1.0)
+    W /= W.sum(axis=1, keepdims=True)
+    s = check_schedule(W)
+    assert [r.offset for r in s.rounds] == offsets
+    assert all(r.active.all() for r in s.rounds)
