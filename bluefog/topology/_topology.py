@@ -73,7 +73,13 @@ class Topology:
 
     @property
     def layout(self) -> str:
+        """Node layout used by :meth:`draw`."""
         return self._layout
+
+    @property
+    def grid_shape(self) -> tuple[int, int] | None:
+        """``(rows, cols)`` for grid-like families (``layout == "grid"``), else ``None``."""
+        return self._grid_shape
 
     @cached_property
     def graph(self) -> nx.DiGraph:

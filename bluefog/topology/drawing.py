@@ -32,8 +32,8 @@ def topology_positions(topology, seed: int = 0) -> dict:
     layout = topology.layout
     if n == 1:
         return {0: np.zeros(2)}
-    if layout == "grid" and getattr(topology, "_grid_shape", None):
-        rows, cols = topology._grid_shape
+    if layout == "grid" and getattr(topology, "grid_shape", None):
+        rows, cols = topology.grid_shape
         return {i: np.array([i % cols, -(i // cols)], dtype=float) for i in nodes}
     if layout == "spring":
         G = nx.Graph()
