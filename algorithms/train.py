@@ -113,7 +113,7 @@ def _split_test(X_test, y_test, n: int):
     return Xp.reshape(n, k, *X_test.shape[1:]), yp.reshape(n, k), mask.reshape(n, k)
 
 
-def classification_metrics(model, X_test, y_test, n: int, *, per_agent: bool = True):
+def classification_metrics(model, X_test, y_test, n: int):
     r"""Metric function ``(params, ctx) -> dict`` for :func:`bluefog_sim.run`'s ``metrics=``.
 
     With :math:`\bar x = \frac1n\sum_i x_i` (an ``allreduce``), :math:`f_i` agent ``i``'s
@@ -123,8 +123,8 @@ def classification_metrics(model, X_test, y_test, n: int, *, per_agent: bool = T
     * ``local_loss`` :math:`= \frac1n\sum_i f_i(x_i)`,
     * ``test_accuracy`` :math:`= \mathrm{acc}(\bar x)`, evaluated in a distributed way
       (agent ``i`` scores slice ``i`` of the test set, an ``allreduce`` sums the hits),
-    * ``agent_accuracy_mean`` / ``_min`` / ``_max`` over :math:`\mathrm{acc}(x_i)`, and
-      ``agent_accuracy/<i>`` for every agent (an ``allgather``) if ``per_agent``,
+    * ``agent_accuracy_mean`` / ``_min`` / ``_max`` over :math:`\mathrm{acc}(x_i)` (an
+      ``allreduce`` and an ``allgather``),
     * ``consensus_distance`` :math:`= \sqrt{\frac1n\sum_i\|x_i-\bar x\|^2}`.
 
     All are computed with communicator collectives, so every agent returns the same values.
@@ -157,9 +157,6 @@ def classification_metrics(model, X_test, y_test, n: int, *, per_agent: bool = T
         accs = comm.allgather(own)
         out["agent_accuracy_min"] = jnp.min(accs)
         out["agent_accuracy_max"] = jnp.max(accs)
-        if per_agent:
-            for i in range(n):
-                out[f"agent_accuracy/{i:03d}"] = accs[i]
         return out
 
     return metrics
@@ -202,9 +199,9 @@ def make_experiment(cfg: dict) -> dict:
         problem.init_params, communication=cfg["communication"], topology=topology,
         steps_per_communication=cfg["steps_per_communication"], machine_topology=machine,
         local_size=L)
-    metrics = classification_metrics(model, X_te, y_te, n, per_agent=cfg["per_agent_metrics"])
+    metrics = classification_metrics(model, X_te, y_te, n)
     return {"problem": problem, "topology": topology, "algorithm": algorithm, "metrics": metrics,
-            "model": model, "bytes_per_step": bytes_per_step,
+            "model": model, "bytes_per_step": bytes_per_step, "test": (X_te, y_te),
             "label_histogram": label_histogram(ys, 10).tolist()}
 
 
@@ -358,8 +355,7 @@ def train(cfg: dict, *, progress: bool | None = None) -> dict | None:
     if backend.rank != 0:
         return None
 
-    per_agent = [history[f"agent_accuracy/{i:03d}"][-1] for i in range(n)] \
-        if cfg["per_agent_metrics"] else None
+    per_agent = _per_agent_accuracy(exp["model"], final_params, *exp["test"])
     done = steps - start
     results = {
         "config": {k: cfg[k] for k in sorted(cfg)},
@@ -380,6 +376,18 @@ def train(cfg: dict, *, progress: bool | None = None) -> dict | None:
     }
     results["_final_params"] = final_params
     return results
+
+
+def _per_agent_accuracy(model, stacked_params, X_test, y_test) -> list:
+    """Test accuracy of every agent's final model (``stacked_params`` has leading axis n)."""
+    import jax
+    import jax.numpy as jnp
+
+    from .models import accuracy
+
+    Xt, yt = jnp.asarray(X_test), jnp.asarray(y_test)
+    accs = jax.jit(jax.vmap(lambda p: accuracy(model.apply(p, Xt), yt)))(stacked_params)
+    return [float(a) for a in np.asarray(accs)]
 
 
 def plot_history(results: dict, path: str) -> None:
@@ -469,8 +477,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--synthetic-samples", type=int, default=20000)
     g.add_argument("--split", choices=PARTITIONS, default="iid")
     g.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration")
-    g.add_argument("--no-per-agent-metrics", dest="per_agent_metrics", action="store_false",
-                   help="do not record every agent's test accuracy (only mean/min/max)")
     g = p.add_argument_group("output and checkpoints")
     g.add_argument("--out", default=None, help="JSON file of metrics (rank 0 writes it)")
     g.add_argument("--plot", default=None, help="PNG file with the curves")
