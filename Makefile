@@ -4,7 +4,7 @@
 PY := .venv/bin/python
 SETUP := .venv/.bluefog-installed
 
-.PHONY: demo test setup clean-venv
+.PHONY: demo test setup clean-venv compare
 
 $(SETUP): pyproject.toml tools/setup_env.sh
 	bash tools/setup_env.sh
@@ -16,6 +16,10 @@ demo: $(SETUP)
 
 test: $(SETUP)
 	$(PY) -m pytest
+
+# Side-by-side benchmarks; rewrites the README's performance table (benchmarks/compare.py).
+compare: $(SETUP)
+	$(PY) benchmarks/compare.py --write-readme
 
 clean-venv:
 	rm -rf .venv
