@@ -137,7 +137,7 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         cells = [fmt_time(r["sim"])] + [
             f"{fmt_time(r[m])} ({r[m] / r['sim']:.2g}x)" for m in METHODS[1:]]
-        lines.append(f"| {r['n']} | {r['d']:.0e} | {r['rounds']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {r['n']} | {r['d']:,} | {r['rounds']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -1,0 +1,124 @@
+"""The benchmark scripts' own logic: README writing, offline asv assets, cost report, asv
+tracks, the rank-side MPI timer. Fast; the MPI one runs ``mpiexec -n 2`` for a few seconds."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import asv_offline  # noqa: E402
+import cost_report  # noqa: E402
+
+
+def test_write_readme_replaces_only_between_markers(tmp_path):
+    compare = pytest.importorskip("compare")
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- perf-table -->\nold table\n<!-- /perf-table -->\noutro\n")
+    compare.write_readme("| new | table |", str(readme))
+    assert readme.read_text() == ("intro\n<!-- perf-table -->\n| new | table |\n"
+                                  "<!-- /perf-table -->\noutro\n")
+    readme.write_text("no markers here\n")
+    with pytest.raises(SystemExit, match="has no <!-- perf-table --> ... <!-- /perf-table --> markers"):
+        compare.write_readme("x", str(readme))
+
+
+def test_offline_rewrite_covers_every_cdn_asset_of_the_installed_asv():
+    asv = pytest.importorskip("asv")
+    page = Path(asv.__file__).parent / "www" / "index.html"
+    html = page.read_text()
+    out = asv_offline.rewrite_html(html)
+    # No script or stylesheet is loaded from the internet any more, and SRI hashes of the
+    # CDN bytes are gone with the CDN URLs.
+    import re
+
+    for tag in re.findall(r"<(?:script|link)\b[^>]*>", out):
+        if "src=\"https://" in tag or ("stylesheet" in tag and "href=\"https://" in tag):
+            pytest.fail(f"CDN asset left in the page: {tag}")
+    assert 'src="vendor/jquery-3.3.1.min.js"' in out
+    assert out.count("integrity=") == 0
+    # Everything that is not a CDN tag is byte-for-byte asv's output.
+    assert out.count("<script") == html.count("<script")
+    assert 'src="asv.js"' in out or "asv.js" in out
+
+
+def test_offline_rewrite_refuses_unknown_cdn_assets():
+    html = '<script src="https://cdn.example.org/new-lib.min.js" integrity="x"></script>'
+    with pytest.raises(ValueError, match="unknown CDN asset 'https://cdn.example.org/new-lib.min.js'"):
+        asv_offline.rewrite_html(html)
+
+
+def test_cost_report_recovers_synthetic_alpha_beta():
+    alpha, beta = 4e-6, 5e-10
+    floats = [2, 256, 4096, 65536]
+    res = {"size": 8, "ops": {
+        "raw_pingpong": {str(f): alpha + beta * 4 * f for f in floats},
+        "raw_exchange_exponential": {str(f): 1e-3 for f in floats}}}
+    model = cost_report.fit_from(res)
+    assert model.alpha == pytest.approx(alpha, rel=1e-9)
+    assert model.beta == pytest.approx(beta, rel=1e-9)
+    rows = cost_report.rows(res)
+    # 8 agents, exponential graph: offsets 1, 2, 4 -> 3 rounds (by hand).
+    for r in rows:
+        assert r["predicted"] == pytest.approx(3 * (alpha + beta * r["bytes"]), rel=1e-9)
+    assert "alpha = 4 us" in cost_report.table(res)
+
+
+def test_cost_report_needs_pingpong():
+    with pytest.raises(ValueError, match="no raw_pingpong timings"):
+        cost_report.fit_from({"size": 4, "ops": {}})
+
+
+def test_topology_cost_tracks_match_hand_counts():
+    from asv_bench.topology_cost import TopologyCost
+
+    b = TopologyCost()
+    b.setup("exponential", 64)
+    assert b.track_rounds_per_step() == 6  # offsets 1, 2, 4, 8, 16, 32
+    assert b.track_bytes_sent_per_agent() == 6 * 1000 * 4
+    b.setup("one_peer_exponential", 64)
+    assert b.track_rounds_per_step() == 1
+    # Independent oracle for the consensus error: 10 dense mixing steps in float64.
+    b.setup("ring", 8)
+    W = b.topo.weights
+    x0 = np.random.default_rng(1).standard_normal((8, 16))
+    xk = np.linalg.matrix_power(W, 10) @ x0
+    avg = x0.mean(axis=0)
+    want = np.linalg.norm(xk - avg) / np.linalg.norm(x0 - avg)
+    assert b.track_consensus_error_after_10_rounds("ring", 8) == pytest.approx(want, rel=1e-4)
+
+
+def test_mixing_scaling_methods_agree_and_report():
+    ms = pytest.importorskip("mixing_scaling")
+    row = ms.measure(8, 64, repeats=1, loop=3)
+    assert row["rounds"] == 3
+    assert all(row[m] > 0 for m in ms.METHODS)
+    assert "| 8 | 64 | 3 |" in ms.table([row])
+
+
+@pytest.mark.mpi
+def test_mpi_ranks_times_inside_two_ranks(tmp_path):
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    if not mpiexec.exists():
+        if shutil.which("mpiexec") is None:
+            pytest.skip("mpiexec not installed")
+        mpiexec = shutil.which("mpiexec")
+    pytest.importorskip("mpi4py")
+    out = tmp_path / "r.json"
+    proc = subprocess.run([str(mpiexec), "-n", "2", sys.executable,
+                           str(ROOT / "benchmarks" / "mpi_ranks.py"), "--quick", "--samples", "2",
+                           "--floats", "2", "1024", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["size"] == 2 and res["exponential_rounds"] == 1
+    for op in ("raw_pingpong", "raw_sendrecv_ring", "raw_exchange_exponential", "raw_allreduce"):
+        assert set(res["ops"][op]) == {"2", "1024"}
+        assert all(0 < t < 1 for t in res["ops"][op].values())
