@@ -223,15 +223,28 @@ def render(sim64, sim4, dgd_mpi, mpi_res, gloo, load_before, load_after, rounds6
     return "\n".join(L)
 
 
-def write_readme(text: str, path: str) -> None:
+def write_readme(text: str, path: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace what lies between the ``begin`` and ``end`` markers of ``path`` by ``text``."""
     with open(path) as f:
         readme = f.read()
-    if BEGIN not in readme or END not in readme:
-        raise SystemExit(f"compare: {path} has no {BEGIN} ... {END} markers; add them first.")
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    new = pattern.sub(lambda _: f"{BEGIN}\n{text}\n{END}", readme, count=1)
+    if begin not in readme or end not in readme:
+        raise SystemExit(f"compare: {path} has no {begin} ... {end} markers; add them first.")
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    new = pattern.sub(lambda _: f"{begin}\n{text}\n{end}", readme, count=1)
     with open(path, "w") as f:
         f.write(new)
+
+
+def mixing_text(repeats: int) -> str:
+    """The mixing-scaling table (:mod:`mixing_scaling`) with its fitted exponents."""
+    import mixing_scaling as ms
+
+    load = machine_load()
+    rows = [ms.measure(n, d, repeats=repeats) for n, d in ms.FULL_GRID]
+    return (f"Measured by `make compare` ({load}); time per mix, ratio to `sim` "
+            f"(one jitted call per mix) in brackets; `sim x K` = {ms.LOOP} mixes inside one "
+            "jitted `fori_loop`.\n\n" + ms.table(rows) + "\n\nFitted exponents (log-log "
+            "least squares):\n\n" + ms.scaling_summary(rows))
 
 
 def main(argv=None):
@@ -243,6 +256,7 @@ def main(argv=None):
     p.add_argument("--write-readme", action="store_true",
                    help="replace the table between the perf-table markers of README.md")
     p.add_argument("--readme", default=os.path.join(ROOT, "README.md"))
+    p.add_argument("--no-mixing", action="store_true", help="skip the mixing-scaling sweep")
     args = p.parse_args(argv)
 
     load_before = machine_load()
@@ -262,8 +276,13 @@ def main(argv=None):
     text = render(sim64, sim4, dgd_mpi, mpi_res, gloo, load_before, machine_load(),
                   make_topology("exponential", 64).schedule.num_rounds)
     print(text)
+    mix = None if args.no_mixing else mixing_text(max(3, args.repeats))
+    if mix:
+        print("\n" + mix)
     if args.write_readme:
         write_readme(text, args.readme)
+        if mix:
+            write_readme(mix, args.readme, "<!-- mixing-table -->", "<!-- /mixing-table -->")
         print(f"\nwrote the table into {args.readme}", file=sys.stderr)
 
 

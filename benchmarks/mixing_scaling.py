@@ -39,6 +39,10 @@ from _topologies import make_topology  # noqa: E402
 
 from bluefog_sim import spmd  # noqa: E402
 
+#: (n, d) points of the full sweep: d in {1e3, 1e5, 1e6} at n = 64, n in {8, 64, 256} at 1e5.
+FULL_GRID = [(64, 1000), (64, 100_000), (64, 1_000_000), (8, 100_000), (256, 100_000)]
+#: Mixes per jitted fori_loop in the ``sim x K`` column.
+LOOP = 20
 METHODS = ("sim", "sim x K", "dense jnp", "dense numpy", "gather jnp", "scipy.sparse",
            "jax sparse")
 
@@ -115,7 +119,7 @@ def build_methods(topology, X: np.ndarray, *, loop: int = 20):
     return fns
 
 
-def measure(n: int, d: int, *, family: str = "exponential", repeats: int = 5, loop: int = 20,
+def measure(n: int, d: int, *, family: str = "exponential", repeats: int = 5, loop: int = LOOP,
             seed: int = 0) -> dict:
     """Per-mix median times (seconds) of every method in :data:`METHODS` at one (n, d)."""
     topology = make_topology(family, n)
@@ -172,7 +176,7 @@ def main(argv=None):
     if args.quick:
         grid = [(64, 1000), (64, 10000), (8, 10000), (256, 10000)]
     else:
-        grid = [(64, 1000), (64, 100_000), (64, 1_000_000), (8, 100_000), (256, 100_000)]
+        grid = FULL_GRID
     print(f"# mixing scaling ({machine_load()}, jax {jax.__version__}, "
           f"{jax.devices()[0].platform})", flush=True)
     rows = []
