@@ -77,8 +77,11 @@ def gradient_tracking(lr: float, style: str = "awc") -> Algorithm:
     A. Nedic, A. Olshevsky, W. Shi, "Achieving geometric convergence for distributed
     optimization over time-varying graphs", SIAM J. Optim. 27(4) (2017). G. Qu and N. Li,
     "Harnessing smoothness to accelerate distributed optimization", IEEE TCNS 5(3) (2018).
+    J. Xu, S. Zhu, Y. C. Soh, L. Xie, "Augmented distributed gradient methods for multi-agent
+    optimization under uncoordinated constant stepsizes", IEEE CDC 2015 (ATC form).
     """
     lr = check_lr(lr, algorithm="gradient_tracking")
+    style = check_choice(style, "style", ("awc", "atc"), "gradient_tracking")
 
     def init(params, ctx) -> GradientTrackingState:
         require_weights(ctx.topology, "gradient_tracking", row=True, column=True)
