@@ -1,7 +1,8 @@
 """Spawn ``mpiexec`` from a normal pytest run (reusable by every test file).
 
 ``run_mpi(n, args, timeout)`` launches ``mpiexec -n n <python> <args...>`` with the venv's
-MPI, in its own process group, and returns the completed process (stdout and stderr merged
+MPI, in its own process group (with MPICH's yield settings when ranks outnumber cores, as
+``bfrun`` does), and returns the completed process (stdout and stderr merged
 into ``.stdout``). On timeout the whole group is killed and ``MpiTimeout`` is raised with the
 output so far, so a deadlock fails the test instead of hanging CI.
 
@@ -65,6 +66,10 @@ def run_mpi(n: int, args: list[str], timeout: float, *, env: dict | None = None,
     full_env.setdefault("PYTHONUNBUFFERED", "1")
     full_env["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT), str(ROOT / "tests")] + ([full_env["PYTHONPATH"]] if full_env.get("PYTHONPATH") else []))
+    from bluefog_dist.launcher import oversubscription_env
+
+    for k, v in oversubscription_env(int(n)).items():  # MPICH: yield instead of busy-polling
+        full_env.setdefault(k, v)
     if env:
         full_env.update(env)
     cmd = [mpiexec_path(), "-n", str(int(n)), *(mpiexec_args or []),
