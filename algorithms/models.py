@@ -35,7 +35,7 @@ class Model(NamedTuple):
 
     Attributes
     ----------
-    init : callable ``key -> params`` (a dict of float32 arrays)
+    init : callable ``key -> params`` (a dict of float32 arrays; float64 under x64)
     apply : callable ``(params, x) -> logits``; ``x`` of shape ``(B, input_dim)``, logits
         ``(B, num_classes)``.
     name : str
@@ -56,9 +56,14 @@ def _check_sizes(values, name):
     return tuple(int(v) for v in values)
 
 
+def _float():
+    """The default float dtype: float32, or float64 under ``jax_enable_x64``."""
+    return jnp.result_type(float)
+
+
 def _dense_init(key, fan_in, fan_out):
-    w = jax.random.normal(key, (fan_in, fan_out), jnp.float32) * np.sqrt(2.0 / fan_in)
-    return {"w": w, "b": jnp.zeros((fan_out,), jnp.float32)}
+    w = jax.random.normal(key, (fan_in, fan_out), _float()) * np.sqrt(2.0 / fan_in)
+    return {"w": w, "b": jnp.zeros((fan_out,), _float())}
 
 
 def mlp(hidden=(64,), num_classes: int = 10, input_dim: int = 64) -> Model:
@@ -118,8 +123,8 @@ def cnn(channels=(16, 32), num_classes: int = 10, image_shape=(8, 8)) -> Model:
         for k, c in enumerate(channels):
             fan_in = 9 * c_in
             params[f"conv{k}"] = {
-                "w": jax.random.normal(keys[k], (3, 3, c_in, c), jnp.float32) * np.sqrt(2.0 / fan_in),
-                "b": jnp.zeros((c,), jnp.float32)}
+                "w": jax.random.normal(keys[k], (3, 3, c_in, c), _float()) * np.sqrt(2.0 / fan_in),
+                "b": jnp.zeros((c,), _float())}
             c_in = c
         params["dense"] = _dense_init(keys[-1], out_hw * c_in, num_classes)
         return params
@@ -151,7 +156,7 @@ def cross_entropy(logits, labels) -> jax.Array:
 
 def accuracy(logits, labels) -> jax.Array:
     """Fraction of rows whose arg-max equals the label."""
-    return jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32))
+    return jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(_float()))
 
 
 def classification_problem(model: Model, X_shards, y_shards, *, batch_size: int, seed: int = 0,
@@ -180,7 +185,7 @@ def classification_problem(model: Model, X_shards, y_shards, *, batch_size: int,
     """
     if not isinstance(model, Model):
         raise TypeError(f"model must be an algorithms.models.Model (e.g. mlp()); got {type(model).__name__}.")
-    X_shards = jnp.asarray(X_shards, jnp.float32)
+    X_shards = jnp.asarray(X_shards, _float())
     y_shards = jnp.asarray(y_shards, jnp.int32)
     if X_shards.ndim != 3 or y_shards.shape != X_shards.shape[:2]:
         raise ValueError(
