@@ -32,6 +32,7 @@ from bluefog.cost_model import (  # noqa: E402
     exponential_exchange_time,
     fit_alpha_beta,
     one_peer_exponential_time,
+    recursive_doubling_allreduce_time,
     ring_allreduce_time,
 )
 
@@ -47,6 +48,8 @@ ROWS = [
     ("one-peer exponential, MpiComm (in fori_loop)", "bluefog_one_peer_loop",
      one_peer_exponential_time),
     ("MPI_Allreduce, raw mpi4py (ring model)", "raw_allreduce", ring_allreduce_time),
+    ("MPI_Allreduce, raw mpi4py (recursive-doubling model)", "raw_allreduce",
+     recursive_doubling_allreduce_time),
     ("allreduce, MpiComm (in fori_loop; ring model)", "bluefog_allreduce_loop",
      ring_allreduce_time),
 ]

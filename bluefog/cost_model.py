@@ -14,6 +14,8 @@ operation                      predicted time per step
 ring allreduce                 :math:`2(n-1)\,\alpha + 2\frac{n-1}{n}\, m\,\beta`
                                (reduce-scatter + allgather; Thakur, Rabenseifner &
                                Gropp 2005, Patarasuk & Yuan 2009)
+recursive-doubling allreduce   :math:`\lceil\log_2 n\rceil\,(\alpha + m\beta)`
+                               (short messages in MPICH; Thakur et al. 2005)
 neighbour exchange, schedule   :math:`R\,(\alpha + m\beta)` for a schedule of :math:`R`
 of :math:`R` rounds            rounds of full permutations
 static exponential graph       :math:`\lceil\log_2 n\rceil\,(\alpha + m\beta)`
@@ -57,6 +59,7 @@ __all__ = [
     "AlphaBeta",
     "fit_alpha_beta",
     "ring_allreduce_time",
+    "recursive_doubling_allreduce_time",
     "schedule_time",
     "exponential_exchange_time",
     "one_peer_exponential_time",
@@ -196,6 +199,22 @@ def ring_allreduce_time(model: AlphaBeta, n: int, nbytes) -> float | np.ndarray:
     return 2 * (n - 1) * model.alpha + 2 * (n - 1) / n * m * model.beta
 
 
+def recursive_doubling_allreduce_time(model: AlphaBeta, n: int, nbytes) -> float | np.ndarray:
+    r"""Recursive-doubling allreduce: :math:`\lceil\log_2 n\rceil\,(\alpha + m\beta)`.
+
+    In step :math:`k` every agent exchanges its full partial sum with the agent
+    :math:`2^k` away (exact for :math:`n` a power of two). MPICH uses it for short messages,
+    where its :math:`\log_2 n` latencies beat the ring's :math:`2(n-1)`; computation
+    (:math:`\gamma` in the reference) is not modelled.
+
+    Reference: Thakur, Rabenseifner & Gropp (2005), sec. 4.4.
+    """
+    model = _check_model(model)
+    n = check_positive_int(n, "n")
+    rounds = 0 if n == 1 else math.ceil(math.log2(n))
+    return rounds * model.p2p(nbytes)
+
+
 def schedule_time(model: AlphaBeta, schedule: Schedule, nbytes) -> float | np.ndarray:
     r"""One execution of a compiled schedule: :math:`R\,(\alpha + m\beta)`.
 
@@ -233,7 +252,8 @@ def one_peer_exponential_time(model: AlphaBeta, n: int, nbytes) -> float | np.nd
     """
     model = _check_model(model)
     n = check_positive_int(n, "n")
-    return 0.0 * model.p2p(nbytes) if n == 1 else model.p2p(nbytes)
+    rounds = 0 if n == 1 else 1
+    return rounds * model.p2p(nbytes)
 
 
 def neighbor_allreduce_time(model: AlphaBeta, topology, nbytes) -> float | np.ndarray:

@@ -11,6 +11,7 @@ from bluefog.cost_model import (
     fit_alpha_beta,
     neighbor_allreduce_time,
     one_peer_exponential_time,
+    recursive_doubling_allreduce_time,
     ring_allreduce_time,
     schedule_time,
 )
@@ -44,6 +45,13 @@ def test_ring_allreduce_closed_form(n, m):
     # m/n bytes: 2(n-1) * (alpha + (m/n) beta).
     expected = 2 * (n - 1) * (3e-6 + (m / n) * 2e-10)
     assert ring_allreduce_time(MODEL, n, m) == pytest.approx(expected, rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize("n,steps", [(1, 0), (2, 1), (4, 2), (8, 3), (64, 6)])
+def test_recursive_doubling_closed_form(n, steps):
+    # Hand derivation: log2(n) pairwise exchanges of the whole m-byte vector.
+    assert recursive_doubling_allreduce_time(MODEL, n, 1000) == pytest.approx(
+        steps * (3e-6 + 1000 * 2e-10))
 
 
 @pytest.mark.parametrize("n,rounds", [(1, 0), (2, 1), (3, 2), (4, 2), (5, 3), (8, 3), (9, 4),
