@@ -14,11 +14,12 @@ A. **Simulator** - DGD on logistic regression (:mod:`_workload`: 200 samples x 1
      the same per-agent step (:mod:`dgd_ranks`), slowest rank.
 
 B. **MPI** - one neighbour exchange on the exponential graph over ``mpiexec -n 4`` ranks,
-   timed inside the ranks (:mod:`mpi_ranks`): ``MpiComm.neighbor_allreduce`` (many inside
-   one jitted loop, and one jitted call per exchange), the same schedule with raw mpi4py
-   ``Sendrecv`` + NumPy, ``MPI_Allreduce`` (mpi4py), ``MpiComm.allreduce``, torch.distributed
-   gloo (from ``benchmarks/mpi_exchange.py --json`` when that script and torch are present),
-   and the alpha-beta model's prediction (:mod:`cost_report`).
+   timed inside the ranks by ONE run of ``benchmarks/mpi_exchange.py --json`` (the MPI
+   backend's side-by-side script): ``MpiComm.neighbor_allreduce`` (K inside one jitted loop,
+   and one jitted call per exchange), raw mpi4py ``Sendrecv`` per round (with and without the
+   NumPy weighted sum), ``MPI_Allreduce`` of the same bytes and torch.distributed gloo; plus
+   the alpha-beta model's prediction, fitted to raw mpi4py ping-pong times measured by
+   :mod:`mpi_ranks` (:mod:`cost_report`).
 
 Every number is a median over repeats; every ratio is between numbers of this same run. The
 markdown goes to stdout and, with ``--write-readme`` (what ``make compare`` does), between
@@ -77,7 +78,7 @@ def sim_rows(n: int, steps: int, repeats: int) -> dict:
     for name, fn in (("simulator", sim), ("no-communication limit", local)):
         fn(X0, Aj, yj).block_until_ready()
         out[name] = median_time(lambda: fn(X0, Aj, yj).block_until_ready(),
-                                repeats=repeats, warmup=0) / steps
+                                repeats=repeats, warmup=0, min_time=0.1) / steps
 
     Wm = topo.weights.astype(np.float32)
     # Independent check: the simulator's trajectory equals the dense NumPy recursion.
@@ -102,7 +103,7 @@ def sim_rows(n: int, steps: int, repeats: int) -> dict:
 
 def mpi_dgd(ranks: int, steps: int) -> float | str:
     """Seconds per DGD step with one process per agent, or the reason it is unavailable."""
-    from asv_bench.mpi_ops import _mpiexec
+    from asv_bench.mpi_ops import _mpiexec, rank_env
 
     exe = _mpiexec()
     if exe is None:
@@ -111,7 +112,8 @@ def mpi_dgd(ranks: int, steps: int) -> float | str:
         out = os.path.join(tmp, "dgd.json")
         proc = subprocess.run([exe, "-n", str(ranks), sys.executable,
                                os.path.join(HERE, "dgd_ranks.py"), "--steps", str(steps),
-                               "--json", out], capture_output=True, text=True, timeout=600)
+                               "--json", out], capture_output=True, text=True, timeout=600,
+                              env=rank_env(ranks))
         if proc.returncode or not os.path.exists(out):
             return f"mpiexec failed: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}"
         with open(out) as f:
@@ -119,76 +121,96 @@ def mpi_dgd(ranks: int, steps: int) -> float | str:
 
 
 # ---- B: MPI ops ----------------------------------------------------------------------------
-def gloo_times(ranks: int, floats: list[int]) -> dict | str:
-    """``{floats: seconds}`` for a torch.distributed gloo exchange, from mpi_exchange.py."""
+#: mpi_exchange.py method -> row label, in table order.
+EXCHANGE_METHODS = [
+    ("bluefog_loop", "MpiComm.neighbor_allreduce, K per jitted loop"),
+    ("bluefog_call", "MpiComm.neighbor_allreduce, 1 jitted call each"),
+    ("raw_sendrecv", "raw mpi4py Sendrecv per round (no arithmetic)"),
+    ("raw_sendrecv_mix", "raw mpi4py Sendrecv + NumPy weighted sum"),
+    ("mpi_allreduce", "MPI_Allreduce, same bytes (mpi4py)"),
+    ("gloo", "torch.distributed gloo isend/irecv + sum"),
+]
+
+
+def mpi_exchange(ranks: int, nbytes: list[int], repeats: int) -> dict | str:
+    """One ``mpiexec`` run of ``benchmarks/mpi_exchange.py --json`` (the MPI engineer's
+    side-by-side script: all MPI methods, gloo included, in the same run)."""
+    from asv_bench.mpi_ops import _mpiexec, rank_env
+
     script = os.path.join(HERE, "mpi_exchange.py")
     if not os.path.exists(script):
         return "benchmarks/mpi_exchange.py not present"
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return "torch not installed"
-    from asv_bench.mpi_ops import _mpiexec
-
+    exe = _mpiexec()
+    if exe is None:
+        return "mpiexec not found"
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "x.json")
-        proc = subprocess.run([_mpiexec(), "-n", str(ranks), sys.executable, script, "--json",
-                               out], capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [exe, "-n", str(ranks), sys.executable, script, "--topologies", "exponential",
+             "--sizes", ",".join(map(str, nbytes)), "--repeats", str(repeats), "--json", out],
+            capture_output=True, text=True, timeout=900, env=rank_env(ranks))
         if proc.returncode or not os.path.exists(out):
-            return f"mpi_exchange.py failed: {proc.stderr.strip()[-300:]}"
+            return f"mpi_exchange.py failed (rc={proc.returncode}): {proc.stderr.strip()[-500:]}"
         with open(out) as f:
-            data = json.load(f)
-    found = {}
-    # Accept any record that names gloo with a message size and a time in seconds.
-    recs = data if isinstance(data, list) else data.get("results", data.get("rows", []))
-    for r in recs if isinstance(recs, list) else []:
-        text = json.dumps(r).lower()
-        if "gloo" in text:
-            nbytes = r.get("bytes", r.get("nbytes"))
-            t = r.get("seconds", r.get("time", r.get("median")))
-            if nbytes is not None and t is not None:
-                found[int(nbytes) // 4] = float(t)
-    return found or "mpi_exchange.py --json has no gloo records"
+            return json.load(f)
 
 
-def mpi_rows(res: dict, gloo) -> list[tuple[str, dict]]:
+def mpi_text(data, pingpong, ranks: int) -> str:
+    """The MPI table: every method of one mpi_exchange.py run, ratio to raw mpi4py, plus the
+    alpha-beta prediction fitted to a separate raw ping-pong run."""
+    if isinstance(data, str):
+        return f"**MPI**: not measured ({data})."
     from cost_report import fit_from
 
-    from bluefog.cost_model import exponential_exchange_time, ring_allreduce_time
+    from bluefog.cost_model import exponential_exchange_time
 
-    ops = res["ops"]
-    model = fit_from(res)
-    n = res["size"]
-    rows = [
-        ("MpiComm.neighbor_allreduce, 20 per jitted loop", ops.get("bluefog_neighbor_allreduce_loop", {})),
-        ("MpiComm.neighbor_allreduce, 1 jitted call each", ops.get("bluefog_neighbor_allreduce", {})),
-        ("raw mpi4py Sendrecv per round + NumPy", ops.get("raw_exchange_exponential", {})),
-        ("MPI_Allreduce (mpi4py)", ops.get("raw_allreduce", {})),
-        ("MpiComm.allreduce, 20 per jitted loop", ops.get("bluefog_allreduce_loop", {})),
-    ]
-    if isinstance(gloo, dict):
-        rows.append(("torch.distributed gloo (mpi_exchange.py)", {str(k): v for k, v in gloo.items()}))
-    sizes = sorted(ops.get("raw_exchange_exponential", {}), key=int)
-    rows.append(("alpha-beta model: exponential exchange",
-                 {s: float(exponential_exchange_time(model, n, 4 * int(s))) for s in sizes}))
-    rows.append(("alpha-beta model: ring allreduce",
-                 {s: float(ring_allreduce_time(model, n, 4 * int(s))) for s in sizes}))
-    return rows
+    recs = data["results"]
+    sizes = sorted({r["bytes"] for r in recs})
+    by = {(r["method"], r["bytes"]): r["seconds"] for r in recs}
+    meta = data.get("meta", {})
+    topo = make_topology("exponential", ranks)
+    L = [f"**MPI, {ranks} ranks on this machine, exponential graph "
+         f"({topo.schedule.num_rounds} rounds)**, from one run of `benchmarks/mpi_exchange.py` "
+         f"(load {meta.get('load_before', '?')} before, {meta.get('load_after', '?')} after): "
+         "time per neighbour exchange, slowest rank, median; ratio to raw mpi4py Sendrecv:", "",
+         "| method | " + " | ".join(f"{b} B" for b in sizes) + " |",
+         "|---|" + "---|" * len(sizes)]
+    for method, label in EXCHANGE_METHODS:
+        if not any((method, b) in by for b in sizes):
+            continue
+        cells = []
+        for b in sizes:
+            v, ref = by.get((method, b)), by.get(("raw_sendrecv", b))
+            cells.append("-" if v is None else
+                         f"{fmt_time(v)} ({v / ref:.2g}x)" if ref else fmt_time(v))
+        L.append(f"| {label} | " + " | ".join(cells) + " |")
+    if not isinstance(pingpong, str):
+        model = fit_from(pingpong)
+        cells = [fmt_time(float(exponential_exchange_time(model, ranks, b))) for b in sizes]
+        L.append("| alpha-beta model, `R (alpha + m beta)` | " + " | ".join(cells) + " |")
+        L.append("")
+        L.append(f"Model fitted to raw mpi4py ping-pong (`benchmarks/mpi_ranks.py`, a separate "
+                 f"run): alpha = {fmt_time(model.alpha)}, 1/beta = "
+                 f"{model.bandwidth / 1e9:.3g} GB/s.")
+    if meta.get("gloo_note"):
+        L.append("")
+        L.append(f"gloo: {meta['gloo_note']}")
+    return "\n".join(L)
 
 
 # ---- report --------------------------------------------------------------------------------
-def render(sim64, sim4, dgd_mpi, mpi_res, gloo, load_before, load_after, rounds64) -> str:
+def render(sim64, sim4, dgd_mpi, mpi_table, load_before, load_after, ranks) -> str:
     L = []
     L.append(f"Generated by `make compare` (`benchmarks/compare.py`) on "
              f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
              f"{platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} (CPU); "
              f"{load_before} before, {load_after.split(' on ')[0]} after. The machine was "
-             "shared; ratios within a column block were measured in the same run.")
+             "shared with other jobs: compare ratios (same run), not absolute times.")
     L.append("")
-    L.append(f"**Simulator, DGD on logistic regression** ({W.M} x {W.DIM} local data, "
-             f"exponential graph; time per step, ratio to the simulator):")
+    L.append(f"**Simulator, DGD on logistic regression** ({W.M} x {W.DIM} local data per "
+             "agent, exponential graph): time per step, ratio to the simulator:")
     L.append("")
-    L.append("| method | 64 agents | 4 agents |")
+    L.append(f"| method | 64 agents | {ranks} agents |")
     L.append("|---|---|---|")
     for name in ("simulator", "no-communication limit", "dense NumPy"):
         cells = []
@@ -197,29 +219,9 @@ def render(sim64, sim4, dgd_mpi, mpi_res, gloo, load_before, load_after, rounds6
         L.append(f"| {name} | " + " | ".join(cells) + " |")
     mp = (f"{fmt_time(dgd_mpi)} ({dgd_mpi / sim4['simulator']:.2g}x)"
           if isinstance(dgd_mpi, float) else f"n/a ({dgd_mpi})")
-    L.append(f"| one process per agent (mpiexec -n 4, MpiComm) | - | {mp} |")
+    L.append(f"| one process per agent (mpiexec -n {ranks}, MpiComm) | - | {mp} |")
     L.append("")
-    if isinstance(mpi_res, str):
-        L.append(f"**MPI**: not measured ({mpi_res}).")
-        return "\n".join(L)
-    rows = mpi_rows(mpi_res, gloo)
-    sizes = sorted(mpi_res["ops"]["raw_exchange_exponential"], key=int)
-    base = dict(mpi_res["ops"]["raw_exchange_exponential"])
-    L.append(f"**MPI, {mpi_res['size']} ranks on this machine, exponential graph "
-             f"({mpi_res.get('exponential_rounds', '?')} rounds)**: time per operation inside "
-             "the ranks (slowest rank, median), ratio to raw mpi4py:")
-    L.append("")
-    L.append("| operation | " + " | ".join(f"{4 * int(s)} B" for s in sizes) + " |")
-    L.append("|---|" + "---|" * len(sizes))
-    for name, vals in rows:
-        cells = []
-        for s in sizes:
-            v = vals.get(s)
-            cells.append("-" if v is None else f"{fmt_time(v)} ({v / base[s]:.2g}x)")
-        L.append(f"| {name} | " + " | ".join(cells) + " |")
-    if isinstance(gloo, str):
-        L.append("")
-        L.append(f"torch.distributed gloo: not measured ({gloo}).")
+    L.append(mpi_table)
     return "\n".join(L)
 
 
@@ -252,7 +254,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=50, help="DGD steps per timed program")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--ranks", type=int, default=4)
-    p.add_argument("--floats", type=int, nargs="+", default=[256, 65536, 262144])
+    p.add_argument("--bytes", type=int, nargs="+", default=[1024, 65536, 1048576],
+                   help="message sizes per rank for the MPI exchange table")
     p.add_argument("--write-readme", action="store_true",
                    help="replace the table between the perf-table markers of README.md")
     p.add_argument("--readme", default=os.path.join(ROOT, "README.md"))
@@ -269,12 +272,12 @@ def main(argv=None):
     print(f"  one process per agent: {dgd_mpi}", file=sys.stderr, flush=True)
     from asv_bench.mpi_ops import run_ranks
 
-    # 8-byte messages are always included: they pin the alpha of the cost-model fit.
-    mpi_res = run_ranks(floats=sorted(set(args.floats) | {2}), ranks=args.ranks)
-    gloo = gloo_times(args.ranks, args.floats)
-    print(f"  gloo: {gloo}", file=sys.stderr, flush=True)
-    text = render(sim64, sim4, dgd_mpi, mpi_res, gloo, load_before, machine_load(),
-                  make_topology("exponential", 64).schedule.num_rounds)
+    pingpong = run_ranks(floats=[2, 256, 4096, 65536, 262144], ranks=args.ranks)
+    data = mpi_exchange(args.ranks, args.bytes, args.repeats)
+    print("  mpi_exchange: " + ("ok" if isinstance(data, dict) else data), file=sys.stderr,
+          flush=True)
+    text = render(sim64, sim4, dgd_mpi, mpi_text(data, pingpong, args.ranks), load_before,
+                  machine_load(), args.ranks)
     print(text)
     mix = None if args.no_mixing else mixing_text(max(3, args.repeats))
     if mix:

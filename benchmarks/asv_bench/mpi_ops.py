@@ -29,6 +29,23 @@ def _mpiexec():
     return cand if os.access(cand, os.X_OK) else shutil.which("mpiexec")
 
 
+def rank_env(ranks: int) -> dict:
+    """Environment for ``mpiexec``: one thread per rank and, when ranks outnumber cores,
+    MPICH's yield-instead-of-busy-poll settings (``bluefog_dist.launcher``; oversubscribed
+    ranks otherwise steal each other's cores)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    try:
+        from bluefog_dist.launcher import oversubscription_env
+        extra = oversubscription_env(ranks)
+    except ImportError:
+        extra = ({"MPIR_CVAR_ENABLE_HEAVY_YIELD": "1", "MPIR_CVAR_POLLS_BEFORE_YIELD": "1"}
+                 if ranks > (os.cpu_count() or 1) else {})
+    for k, v in extra.items():
+        env.setdefault(k, v)
+    return env
+
+
 def run_ranks(floats=FLOATS, ranks=RANKS, timeout=600, extra=()):
     """Run :mod:`mpi_ranks` under ``mpiexec -n ranks``; its JSON, or a ``str`` reason."""
     exe = _mpiexec()
@@ -40,8 +57,7 @@ def run_ranks(floats=FLOATS, ranks=RANKS, timeout=600, extra=()):
         out = os.path.join(tmp, "mpi.json")
         cmd = [exe, "-n", str(ranks), sys.executable, SCRIPT, "--json", out, "--floats",
                *map(str, floats), *extra]
-        env = dict(os.environ, OMP_NUM_THREADS="1",
-                   XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+        env = rank_env(ranks)
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
         except subprocess.TimeoutExpired:
