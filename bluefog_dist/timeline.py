@@ -21,10 +21,10 @@ How ops are timed
   ``block_until_ready``.
 
 Overhead: when the timeline is **off** nothing is inserted into the program (the check is a
-Python ``if`` at trace time), so the cost is zero. When on, each op pays two host callbacks
-(measured on a 2-core CPU machine: ~20-60 us per op, see the README ``mpi`` section), which
-dominates 1 KiB messages but is negligible for large ones; use it to understand a run, not
-to benchmark it.
+Python ``if`` at trace time), so the cost is zero. When on, each message pays two host
+callbacks; measured with ``benchmarks/mpi_exchange.py --timeline-overhead`` (4 ranks on 2
+heavily loaded cores, README ``mpi`` section): +1.0-1.1 ms per 2-round exchange at 1 KiB and
++2.3-3.5 ms at 1 MiB. Use it to understand a run, not to benchmark one.
 """
 
 from __future__ import annotations
