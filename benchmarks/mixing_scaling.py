@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _timing import block, fmt_time, machine_load, median_time  # noqa: E402
 from _topologies import make_topology  # noqa: E402
 
-from bluefog_sim import spmd  # noqa: E402
+from bluefog_sim import SimComm, spmd  # noqa: E402
 
 #: (n, d) points of the full sweep: d in {1e3, 1e5, 1e6} at n = 64, n in {8, 64, 256} at 1e5.
 FULL_GRID = [(64, 1000), (64, 100_000), (64, 1_000_000), (8, 100_000), (256, 100_000)]
@@ -70,18 +70,10 @@ def build_methods(topology, X: np.ndarray, *, loop: int = 20):
     Wf = W.astype(np.float32)
     Xj = jnp.asarray(X)
     mix = spmd(lambda comm, x: comm.neighbor_allreduce(x, topology), topology.size)
-
-    def mix_loop_fn(x):
-        body = jax.vmap(lambda x: _mix_one(x), axis_name="agents")
-        return lax.fori_loop(0, loop, lambda _, v: body(v), x)
-
-    from bluefog_sim import SimComm
+    # ``loop`` mixes in one jitted program: the runners' form (DESIGN.md "jit the loop").
     comm = SimComm(topology.size)
-
-    def _mix_one(x):
-        return comm.neighbor_allreduce(x, topology)
-
-    mix_loop = jax.jit(mix_loop_fn)
+    mix_all = jax.vmap(lambda x: comm.neighbor_allreduce(x, topology), axis_name=comm.axis_name)
+    mix_loop = jax.jit(lambda x: lax.fori_loop(0, loop, lambda _, v: mix_all(v), x))
     Wj = jnp.asarray(Wf)
     dense = jax.jit(lambda x: Wj @ x)
     idx, w = _gather_table(W)
