@@ -21,9 +21,14 @@ B. **MPI** - one neighbour exchange on the exponential graph over ``mpiexec -n 4
    the alpha-beta model's prediction, fitted to raw mpi4py ping-pong times measured by
    :mod:`mpi_ranks` (:mod:`cost_report`).
 
+C. **Mixing scaling** - :mod:`mixing_scaling`'s full sweep (one ``neighbor_allreduce`` vs
+   dense and sparse ``W @ X``, n in {8, 64, 256}, d in {1e3, 1e5, 1e6}) with fitted
+   exponents (``--no-mixing`` skips it).
+
 Every number is a median over repeats; every ratio is between numbers of this same run. The
 markdown goes to stdout and, with ``--write-readme`` (what ``make compare`` does), between
-the ``<!-- perf-table -->`` markers of README.md. About 2-4 minutes on a 2-core machine.
+the ``<!-- perf-table -->`` and ``<!-- mixing-table -->`` markers of README.md. About 5
+minutes on a loaded 2-core machine.
 """
 
 from __future__ import annotations
