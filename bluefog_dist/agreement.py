@@ -81,8 +81,9 @@ def agree(comm, fields: Callable[[], dict] | dict, *, what: str = "run") -> None
     comm : mpi4py.MPI.Intracomm
     fields : dict ``{name: value}`` or a callable returning one
         Values are compared through :func:`fingerprint_value`; a callable is evaluated inside
-        a ``try`` so that a ``TypeError``/``ValueError`` it raises is shared with the other
-        ranks and re-raised on all of them.
+        a ``try`` so that any exception it raises is shared with the other ranks (which would
+        otherwise wait in the collective) and an :class:`AgreementError` is raised on all of
+        them (chained to the original exception on the rank where it happened).
     what : str
         Used in the error message (``"bluefog_dist.run"``).
 
@@ -101,15 +102,17 @@ def agree(comm, fields: Callable[[], dict] | dict, *, what: str = "run") -> None
                 value if isinstance(value, str) else json.dumps(value, default=repr)
                 if isinstance(value, (dict, list, tuple, int, float, bool)) or value is None
                 else _ADDRESS.sub("0x?", repr(value))))
-    except (TypeError, ValueError) as err:
-        error = f"{type(err).__name__}: {err}"
+    except Exception as err:  # noqa: BLE001 - shared with the other ranks, then re-raised
+        error, local = f"{type(err).__name__}: {err}", err
+    else:
+        local = None
     gathered = comm.allgather((error, summary))
     failed = [(r, e) for r, (e, _) in enumerate(gathered) if e is not None]
     if failed:
         ranks = ", ".join(str(r) for r, _ in failed)
         raise AgreementError(
             f"{what}: start-up check failed on rank(s) {ranks}: "
-            + "; ".join(f"rank {r}: {e}" for r, e in failed))
+            + "; ".join(f"rank {r}: {e}" for r, e in failed)) from local
     reference = gathered[0][1]
     for r, (_, mine) in enumerate(gathered[1:], start=1):
         names = sorted(set(reference) | set(mine))
