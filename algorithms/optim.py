@@ -31,9 +31,10 @@ time-varying topology advances once per communication (pattern :math:`k = \lfloo
 quasi-global momentum of Lin et al. (2021) needs the post-communication parameters and is
 :func:`qg_dsgdm`.
 
-Before communicating, the parameter pytree is flattened into one contiguous buffer
-(``ravel_pytree``), so each schedule round is ONE message per agent instead of one per leaf
-(Horovod's tensor fusion; Sergeev & Del Balso, arXiv:1802.05799).
+The parameter pytree is handed to the communicator as is: the MPI backend packs all leaves
+of one dtype into one buffer per schedule round (Horovod's tensor fusion; Sergeev & Del Balso,
+arXiv:1802.05799), so flattening here would only add two copies of the model per step (in the
+simulator it cost more than the per-leaf exchange, see ``benchmarks/train_throughput.py``).
 
 References
 ----------
@@ -58,7 +59,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
-from jax.flatten_util import ravel_pytree
 
 from bluefog.algorithm import Algorithm
 from bluefog.topology import DynamicTopology, Topology
@@ -170,18 +170,15 @@ def _check_lr(lr, name="lr"):
 # communication, written once
 # --------------------------------------------------------------------------------------
 def _mix(x: PyTree, ctx, communication: str, machine_topology, t) -> PyTree:
-    """:math:`\\mathcal C(x)` for this agent; one fused buffer per message."""
+    """:math:`\\mathcal C(x)` for this agent (the backend packs leaves into messages)."""
     if communication in ("none", "gradient_allreduce"):
         return x
-    flat, unravel = ravel_pytree(x)
     comm = ctx.comm
     if communication == "neighbor":
-        out = comm.neighbor_allreduce(flat, ctx.topology, t)
-    elif communication == "hierarchical":
-        out = comm.hierarchical_neighbor_allreduce(flat, machine_topology, t)
-    else:  # "allreduce"
-        out = comm.allreduce(flat)
-    return unravel(out)
+        return comm.neighbor_allreduce(x, ctx.topology, t)
+    if communication == "hierarchical":
+        return comm.hierarchical_neighbor_allreduce(x, machine_topology, t)
+    return comm.allreduce(x)
 
 
 def _communicate(x: PyTree, ctx, communication: str, J: int, machine_topology, count) -> PyTree:
