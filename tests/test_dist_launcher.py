@@ -112,3 +112,42 @@ def test_bfrun_launches_ranks_with_timeline(tmp_path):
         events = json.load(open(Path(f"{prefix}{r}.json")))["traceEvents"]
         names = {e["name"] for e in events if e["ph"] == "X"}
         assert {"neighbor_allreduce/sendrecv", "allreduce/allreduce"} <= names
+
+
+def test_single_process_without_mpiexec(tmp_path):
+    """-np 1 also works as a plain `python script.py` (MPI singleton), and a topology for 4
+    agents is refused with the launch command to use."""
+    script = tmp_path / "single.py"
+    script.write_text(textwrap.dedent("""
+        import jax.numpy as jnp
+        import bluefog_dist
+        from bluefog.algorithm import Algorithm, Problem
+        from bluefog.topology import ring_graph
+        from bluefog_dist.agreement import AgreementError
+        from typing import NamedTuple
+
+        class S(NamedTuple):
+            x: object
+            count: object
+
+        alg = Algorithm(lambda x, ctx: S(x, jnp.zeros((), jnp.int32)),
+                        lambda s, ctx: S(ctx.comm.neighbor_allreduce(s.x, ctx.topology, s.count)
+                                         - 0.5 * ctx.grad(s.x), s.count + 1),
+                        lambda s: s.x, name="gd")
+        def problem(n):
+            return Problem(lambda x, d: 0.5 * jnp.sum((x - d) ** 2),
+                           jnp.arange(n * 2, dtype=jnp.float32).reshape(n, 2), jnp.zeros(2))
+        res = bluefog_dist.run(alg, problem(1), ring_graph(1), 40, progress=False)
+        print("params", [round(float(v), 4) for v in res.params])
+        try:
+            bluefog_dist.run(alg, problem(4), ring_graph(4), 5, progress=False)
+        except AgreementError as err:
+            print("refused:", err)
+    """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # gradient descent on 0.5|x - (0, 1)|^2 with step 0.5 converges to (0, 1)
+    assert "params [0.0, 1.0]" in proc.stdout
+    assert ("the MPI world size must equal topology.size; got world size 1 and topology.size=4. "
+            "Launch with bfrun -np 4") in proc.stdout
