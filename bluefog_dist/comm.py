@@ -175,7 +175,7 @@ class MpiComm(ScheduleCommunicator):
         self._setup_local(MPI, local_size)
         spec = timeline if timeline is not None else os.environ.get(TIMELINE_ENV) or None
         if spec is not None:
-            self._timeline = Timeline(timeline_path(spec, self._rank), self._rank)
+            self._timeline = Timeline.for_path(timeline_path(spec, self._rank), self._rank)
 
     # ---- construction helpers -------------------------------------------------------------
     def _setup_local(self, MPI, local_size):

@@ -81,6 +81,18 @@ class Timeline:
     The file is (re)written by :meth:`flush`, which also runs at interpreter exit.
     """
 
+    _open: dict = {}
+
+    @classmethod
+    def for_path(cls, path: str, rank: int) -> "Timeline":
+        """The timeline writing to ``path`` in this process (one per file, shared by every
+        communicator that points there, so that two ``MpiComm`` objects do not overwrite
+        each other's events)."""
+        key = os.path.abspath(str(path))
+        if key not in cls._open:
+            cls._open[key] = cls(path, rank)
+        return cls._open[key]
+
     def __init__(self, path: str, rank: int):
         self.path = str(path)
         self.rank = int(rank)
