@@ -36,16 +36,6 @@ def tree_axpy(alpha, x: PyTree, y: PyTree) -> PyTree:
     return jax.tree_util.tree_map(lambda a, b: jnp.asarray(alpha, a.dtype) * a + b, x, y)
 
 
-def tree_scale(alpha, x: PyTree) -> PyTree:
-    """``alpha * x`` leaf by leaf (``alpha`` cast to each leaf's dtype)."""
-    return jax.tree_util.tree_map(lambda a: jnp.asarray(alpha, a.dtype) * a, x)
-
-
-def tree_half_mix(x: PyTree, wx: PyTree) -> PyTree:
-    r"""``(x + W x) / 2``, i.e. :math:`\bar W x` with :math:`\bar W = (I + W)/2`."""
-    return jax.tree_util.tree_map(lambda a, b: 0.5 * (a + b), x, wx)
-
-
 def tree_where(pred, a: PyTree, b: PyTree) -> PyTree:
     """``a`` where ``pred`` (a scalar bool), else ``b``, leaf by leaf."""
     return jax.tree_util.tree_map(lambda u, v: jnp.where(pred, u, v), a, b)
