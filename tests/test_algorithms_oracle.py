@@ -194,3 +194,64 @@ def test_awc_diffusion_is_dgd(x64):
     want = oracle("dgd", sym_weights(), X0, A_, y, 0.05, 10)
     got = trajectory(A.diffusion(0.05, style="awc"), problem, topo, 10, X0)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def oracle_time_varying(name, Wt, X0, A_, y, lr, steps):
+    """Dense recursions with the mixing matrix ``Wt(k)`` of step ``k``."""
+    g = lambda X: grad(X, A_, y)  # noqa: E731
+    I = np.eye(N)
+    out = []
+    X = X0
+    if name == "dgd":
+        for k in range(steps):
+            X = Wt(k) @ X - lr * g(X)
+            out.append(X)
+    elif name == "exact_diffusion":
+        Psi = X0
+        for k in range(steps):
+            Psin = X - lr * g(X)
+            X = (I + Wt(k)) / 2 @ (Psin + X - Psi)
+            Psi = Psin
+            out.append(X)
+    elif name == "gradient_tracking":
+        Y = g(X0)
+        for k in range(steps):
+            Xn = Wt(k) @ X - lr * Y
+            Y = Wt(k) @ Y + g(Xn) - g(X)
+            X = Xn
+            out.append(X)
+    elif name == "push_diging":
+        U, V, Y = X0, np.ones((N, 1)), g(X0)
+        for k in range(steps):
+            U, V = Wt(k) @ (U - lr * Y), Wt(k) @ V
+            Xn = U / V
+            Y = Wt(k) @ Y + g(Xn) - g(X)
+            X = Xn
+            out.append(X)
+    elif name == "dsgd_local":  # J = 2: the pattern advances once per communication round
+        for k in range(steps):
+            X = X - lr * g(X)
+            if (k + 1) % 2 == 0:
+                X = Wt(k // 2) @ X
+            out.append(X)
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("name,family", [
+    ("dgd", "one_peer"), ("gradient_tracking", "one_peer"), ("push_diging", "one_peer"),
+    ("exact_diffusion", "matching"), ("dsgd_local", "one_peer"),
+])
+def test_time_varying_trajectory_matches_dense_oracle(x64, name, family):
+    from bluefog.topology import one_peer_exponential_graph, random_matching
+
+    topo = one_peer_exponential_graph(N) if family == "one_peer" else random_matching(N, seed=5)
+    make = {"dgd": A.dgd, "gradient_tracking": A.gradient_tracking, "push_diging": A.push_diging,
+            "exact_diffusion": A.exact_diffusion,
+            "dsgd_local": lambda lr: A.dsgd(lr, steps_per_communication=2)}[name]
+    A_, y = data()
+    problem = dataclasses.replace(P.least_squares(A_, y), stochastic_loss=None)
+    X0 = np.random.default_rng(3).normal(size=(N, D))
+    got = trajectory(make(0.05), problem, topo, STEPS, X0)
+    # the NumPy rule topology.at(k) (independent of the traced lax.switch index)
+    want = oracle_time_varying(name, lambda k: topo.at(k).weights, X0, A_, y, 0.05, STEPS)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

@@ -61,7 +61,7 @@ def cases(n):
         ("gradient_tracking_atc", A.gradient_tracking(0.1, style="atc"), sym),
         ("push_diging", A.push_diging(0.05), col),
         ("dsgd", A.dsgd(0.05), dyn),
-        ("dsgd_local_momentum", A.dsgd(0.05, momentum=0.5, steps_per_communication=3), sym),
+        ("dsgd_local_momentum", A.dsgd(0.05, momentum=0.5, steps_per_communication=3), dyn),
         ("gradient_allreduce", A.gradient_allreduce(0.1, momentum=0.5), sym),
     ]
 
