@@ -6,6 +6,7 @@ runs unchanged in the simulator (:func:`bluefog_sim.run`) and under MPI
 """
 
 from . import problems
+from .optim import decentralized, dmsgd, qg_dsgdm  # decentralized optax optimizers (issue 5)
 from ._consensus import ConsensusState, PushSumState, consensus, push_sum
 from ._dgd import DGDState, dgd, diffusion
 from ._dsgd import SGDState, dsgd, gradient_allreduce
