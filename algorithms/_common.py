@@ -149,9 +149,15 @@ def require_weights(topology, algorithm: str, *, row: bool = False, column: bool
                 (True, False): "Build it with Topology(W, require='row').",
                 (False, True): "Use column-stochastic weights, e.g. W[i, j] = 1 / (out_degree(j) + 1) "
                                "for each edge j -> i and on the diagonal, and Topology(W, require='column').",
-                (True, True): "Use e.g. Metropolis-Hastings weights W[i, j] = 1/(1 + max(d_i, d_j)) on a "
-                              "symmetric graph (bluefog.topology.from_networkx(G, weights='metropolis')).",
+                (True, True): "Use a symmetric doubly stochastic topology, e.g. "
+                              "bluefog.topology.symmetric_exponential_graph(n), ring_graph(n), or "
+                              "Metropolis-Hastings weights from_networkx(G, weights='metropolis'); "
+                              "on directed graphs use gradient_tracking or push_diging.",
             }[(row, column)]
+            if row and column and not symmetric:
+                fix = ("Use a doubly stochastic topology (e.g. bluefog.topology.exponential_graph(n) "
+                       "or one_peer_exponential_graph(n)), or push_diging, which needs only "
+                       "column-stochastic weights.")
             raise ValueError(
                 f"{algorithm} needs {need}-stochastic mixing weights; pattern {p.name!r} has "
                 f"{'; '.join(what)}. {fix}"

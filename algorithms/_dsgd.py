@@ -63,7 +63,11 @@ def dsgd(lr: float, momentum: float = 0.0, steps_per_communication: int = 1) -> 
     ``J = 1`` is D-PSGD (Lian et al. 2017) in its ATC form; ``J > 1`` is local SGD with
     gossip averaging every ``J`` steps, covered by the unified analysis of Koloskova et al.
     (2020) (mixing matrix ``I`` on local steps). A time-varying topology advances once per
-    communication round ``r``. The momentum buffer stays local.
+    communication round ``r``. The momentum buffer stays local. The choice between a local
+    step and a communication step is a ``lax.cond`` on the (rank-independent) step counter:
+    under MPI only every ``J``-th step exchanges messages; under the simulator's ``vmap`` the
+    counter is batched, so both branches are evaluated and selected (same result, no saving
+    in simulated cost).
 
     Parameters
     ----------
