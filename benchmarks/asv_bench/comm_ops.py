@@ -27,8 +27,8 @@ def _data(n, d):
     return jnp.asarray(np.random.default_rng(0).standard_normal((n, d)), jnp.float32)
 
 
-class NeighborOps:
-    """``neighbor_allreduce`` / ``neighbor_allgather`` for every topology family."""
+class _Neighbor:
+    """Shared set-up of the topology-dependent ops (each subclass compiles only its op)."""
 
     params = (list(FAMILIES), AGENTS, SIZES)
     param_names = ["topology", "agents", "floats_per_agent"]
@@ -41,27 +41,45 @@ class NeighborOps:
             raise NotImplementedError("skipped: too large for the benchmark machine")
         self.x = _data(n, d)
         self.t = jnp.zeros((n,), jnp.int32)
-        self.allreduce = spmd(lambda c, x, t: c.neighbor_allreduce(x, topo, t), n)
-        self.allgather = spmd(lambda c, x, t: c.neighbor_allgather(x, topo, t).values, n)
-        comm = SimComm(n)
-        one = jax.vmap(lambda x, t: comm.neighbor_allreduce(x, topo, t), axis_name=comm.axis_name)
-        self.loop = jax.jit(lambda x, t: lax.fori_loop(0, LOOP, lambda k, v: one(v, t + k), x))
-        for f in (self.allreduce, self.allgather, self.loop):
-            jax.block_until_ready(f(self.x, self.t))
+        self.fn = self.build(topo, n)
+        jax.block_until_ready(self.fn(self.x, self.t))
+
+
+class NeighborAllreduce(_Neighbor):
+    """``neighbor_allreduce``, one jitted call per mix."""
+
+    def build(self, topo, n):
+        return spmd(lambda c, x, t: c.neighbor_allreduce(x, topo, t), n)
 
     def time_neighbor_allreduce(self, *_):
-        jax.block_until_ready(self.allreduce(self.x, self.t))
+        jax.block_until_ready(self.fn(self.x, self.t))
+
+
+class NeighborAllgather(_Neighbor):
+    """``neighbor_allgather`` (one slot per schedule round)."""
+
+    def build(self, topo, n):
+        return spmd(lambda c, x, t: c.neighbor_allgather(x, topo, t).values, n)
 
     def time_neighbor_allgather(self, *_):
-        jax.block_until_ready(self.allgather(self.x, self.t))
+        jax.block_until_ready(self.fn(self.x, self.t))
+
+
+class NeighborAllreduceLoop(_Neighbor):
+    """Ten mixes inside one jitted ``fori_loop`` (divide by 10 for the per-mix cost): the
+    form the runners use."""
+
+    def build(self, topo, n):
+        comm = SimComm(n)
+        one = jax.vmap(lambda x, t: comm.neighbor_allreduce(x, topo, t), axis_name=comm.axis_name)
+        return jax.jit(lambda x, t: lax.fori_loop(0, LOOP, lambda k, v: one(v, t + k), x))
 
     def time_neighbor_allreduce_loop10(self, *_):
-        """Ten mixes inside one jitted ``fori_loop`` (divide by 10 for the per-mix cost)."""
-        jax.block_until_ready(self.loop(self.x, self.t))
+        jax.block_until_ready(self.fn(self.x, self.t))
 
 
-class GlobalOps:
-    """Topology-free collectives: ``allreduce`` and ``broadcast``."""
+class _Global:
+    """Shared set-up of the topology-free collectives."""
 
     params = (AGENTS, SIZES)
     param_names = ["agents", "floats_per_agent"]
@@ -69,16 +87,30 @@ class GlobalOps:
 
     def setup(self, n, d):
         self.x = _data(n, d)
-        self.allreduce = spmd(lambda c, x: c.allreduce(x), n)
-        self.broadcast = spmd(lambda c, x: c.broadcast(x, 0), n)
-        for f in (self.allreduce, self.broadcast):
-            jax.block_until_ready(f(self.x))
+        self.fn = spmd(self.op, n)
+        jax.block_until_ready(self.fn(self.x))
+
+
+class Allreduce(_Global):
+    """``allreduce`` (``psum`` over the agent axis, averaged)."""
+
+    @staticmethod
+    def op(c, x):
+        return c.allreduce(x)
 
     def time_allreduce(self, *_):
-        jax.block_until_ready(self.allreduce(self.x))
+        jax.block_until_ready(self.fn(self.x))
+
+
+class Broadcast(_Global):
+    """``broadcast`` from agent 0."""
+
+    @staticmethod
+    def op(c, x):
+        return c.broadcast(x, 0)
 
     def time_broadcast(self, *_):
-        jax.block_until_ready(self.broadcast(self.x))
+        jax.block_until_ready(self.fn(self.x))
 
 
 class AllgatherOp:
