@@ -6,21 +6,18 @@ r"""Data for decentralized deep learning: real digits, agent splits, a synthetic
   stratified held-out test split is drawn deterministically by ``seed``.
 * :func:`partition` - split a training set across ``n`` agents with **equal shard sizes**
   (so shards stack into the ``(n, m, ...)`` arrays a :class:`bluefog.Problem` holds):
-  ``"iid"`` (uniform shuffle), ``"label_sorted"`` (sort by label, contiguous shards: each
-  agent sees one or two classes; McMahan et al. 2017's pathological non-iid split) or
-  ``"dirichlet"`` (agent ``i`` draws class proportions :math:`p_i \sim
-  \mathrm{Dir}(\alpha \mathbf 1_C)` and fills its shard from them; Hsu, Qi & Brown,
-  arXiv:1909.06335, 2019). Small :math:`\alpha` is more heterogeneous.
+  ``"iid"``, ``"label_sorted"`` (McMahan et al. 2017's pathological non-iid split) or
+  ``"dirichlet"`` (Hsu, Qi & Brown, arXiv:1909.06335, 2019). It *is* the algorithm
+  library's :func:`algorithms.problems.split_dataset` (one splitter for the project).
 * :func:`synthetic_classification` - a Gaussian-mixture classification set of any size, for
   benchmark runs larger than digits.
-
-(The algorithm library's ``split_dataset`` did not exist when this module was written; this
-module keeps one splitter for the deep-learning side, see the README.)
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .problems import split_dataset as partition
 
 __all__ = ["PARTITIONS", "load_digits", "partition", "label_histogram", "synthetic_classification"]
 
@@ -67,80 +64,6 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0):
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=test_fraction, random_state=seed,
                                               stratify=y)
     return X_tr, y_tr, X_te, y_te
-
-
-def partition(X, y, n: int, method: str = "iid", *, alpha: float = 0.5, seed: int = 0):
-    r"""Split ``(X, y)`` across ``n`` agents with equal shard sizes ``m = len(y) // n``.
-
-    Parameters
-    ----------
-    X : array, shape (N, ...)
-    y : int array, shape (N,)
-        Labels in ``[0, C)``.
-    n : int
-        Number of agents (``1 <= n <= N``); the ``N mod n`` left-over samples are dropped.
-    method : {"iid", "label_sorted", "dirichlet"}
-        See the module docstring.
-    alpha : float > 0
-        Concentration of the Dirichlet split (ignored otherwise).
-    seed : int
-        Every random choice comes from ``numpy.random.default_rng(seed)``: same seed, same
-        split, on every MPI rank.
-
-    Returns
-    -------
-    X_shards : array, shape (n, m, ...)
-    y_shards : array, shape (n, m)
-
-    Notes
-    -----
-    Dirichlet with equal shards: agent ``i`` draws :math:`p_i \sim \mathrm{Dir}(\alpha)`,
-    then each of its ``m`` samples picks a class from :math:`p_i` restricted to the classes
-    that still have unassigned samples (renormalised), and takes the next sample of that
-    class. The restriction only bites when a class runs out, so shards follow
-    :math:`p_i` up to the finite supply.
-    """
-    X = np.asarray(X)
-    y = np.asarray(y)
-    if y.ndim != 1 or X.shape[:1] != y.shape:
-        raise ValueError(
-            f"X and y must have the same number of samples and y must be 1-D; got X.shape="
-            f"{X.shape}, y.shape={y.shape}."
-        )
-    if not np.issubdtype(y.dtype, np.integer) or (y.size and y.min() < 0):
-        raise ValueError(f"y must hold non-negative integer labels; got dtype {y.dtype}.")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= len(y):
-        raise ValueError(
-            f"n must be an int in [1, {len(y)}] (one sample per agent at least); got {n!r}. "
-            "Use fewer agents or more data (e.g. synthetic_classification)."
-        )
-    if not isinstance(method, str) or method not in PARTITIONS:
-        raise ValueError(f"method must be one of {', '.join(map(repr, PARTITIONS))}; got {method!r}.")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
-        raise ValueError(f"alpha must be a positive float (Dirichlet concentration); got {alpha!r}.")
-    rng = np.random.default_rng(_check_seed(seed))
-    n = int(n)
-    m = len(y) // n
-    perm = rng.permutation(len(y))
-    if method == "iid":
-        idx = perm[: n * m].reshape(n, m)
-    elif method == "label_sorted":
-        order = perm[np.argsort(y[perm], kind="stable")]
-        idx = order[: n * m].reshape(n, m)
-    else:
-        C = int(y.max()) + 1
-        pools = [list(perm[y[perm] == c]) for c in range(C)]
-        props = rng.dirichlet(np.full(C, float(alpha)), size=n)
-        idx = np.empty((n, m), dtype=np.int64)
-        for i in range(n):
-            for k in range(m):
-                avail = np.array([len(p) > 0 for p in pools])
-                p = props[i] * avail
-                total = p.sum()
-                p = p / total if total > 0 else avail / avail.sum()
-                c = rng.choice(C, p=p)
-                idx[i, k] = pools[c].pop()
-    return X[idx], y[idx]
 
 
 def label_histogram(y_shards, num_classes: int | None = None) -> np.ndarray:

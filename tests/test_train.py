@@ -146,11 +146,11 @@ def test_data_and_model_errors():
     X, y = labelled(20)
     with pytest.raises(ValueError, match="method must be one of 'iid', 'label_sorted', 'dirichlet'; got 'random'"):
         partition(X, y, 2, "random")
-    with pytest.raises(ValueError, match=r"n must be an int in \[1, 20\]"):
+    with pytest.raises(ValueError, match=r"n must be <= the number of samples \(20\); got n=21"):
         partition(X, y, 21)
-    with pytest.raises(ValueError, match="alpha must be a positive float"):
+    with pytest.raises(ValueError, match="alpha must be a positive finite float"):
         partition(X, y, 2, "dirichlet", alpha=0)
-    with pytest.raises(ValueError, match="X and y must have the same number of samples"):
+    with pytest.raises(ValueError, match="X must have shape \\(N, ...\\) and y shape \\(N,\\) with the same N"):
         partition(X[:5], y, 2)
     with pytest.raises(ValueError, match="test_fraction must be a float in"):
         load_digits(test_fraction=1.5)
