@@ -139,7 +139,8 @@ def main(argv=None):
                  f"{main_topo} (rho={dict(topos)[main_topo].rho:.3f}), step {args.lr}", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(True, which="major", alpha=0.3)
-    ax.text(0.98, 0.97, "DGD, diffusion, D-SGD: stall at an O(lr) bias\n(the local minimisers differ)",
+    ax.text(0.98, 0.74, "DGD, diffusion, D-SGD (top lines): stall at an O(lr) bias\n"
+            "(the local minimisers differ)",
             transform=ax.transAxes, fontsize=9, color="tab:red", ha="right", va="top")
     ax.text(0.98, 0.45, "exact diffusion / NIDS: linear convergence\nto the exact optimum, same communication",
             transform=ax.transAxes, fontsize=9, color="tab:blue", ha="right", va="top")
