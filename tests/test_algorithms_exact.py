@@ -152,3 +152,25 @@ def test_dgd_is_not_exact_on_the_same_problem(x64, lsq_data):
     prob = P.least_squares(A_, y)
     res = bluefog_sim.run(A.dgd(0.1), prob, Topology(ring_weights(N_AGENTS)), 1500, record_every=1500)
     assert relerr(res.params, xstar) > 1e-3
+
+
+def test_push_diging_on_time_varying_directed_graphs(x64, lsq_data):
+    """Push-DIGing over a periodic sequence of directed, non-regular, column-stochastic
+    (not row-stochastic) graphs: hops j -> j+1 and j -> j+3 alternate, plus chords from
+    agent 0 (Nedic, Olshevsky & Shi 2017 allow time-varying directed graphs)."""
+    from bluefog.topology import DynamicTopology
+
+    A_, y, xstar = lsq_data
+    prob = P.least_squares(A_, y)
+    patterns = []
+    for hop, chord in ((1, 4), (3, 2)):
+        C = np.eye(N_AGENTS)
+        for j in range(N_AGENTS):
+            C[(j + hop) % N_AGENTS, j] = 1.0
+        C[chord, 0] = 1.0
+        C = C / C.sum(axis=0, keepdims=True)
+        assert not np.allclose(C.sum(axis=1), 1)  # not row stochastic
+        patterns.append(Topology(C, require="column", name=f"hop{hop}"))
+    topo = DynamicTopology(patterns, period=2, name="alternating_directed")
+    res = bluefog_sim.run(A.push_diging(0.05), prob, topo, 2000, record_every=2000)
+    assert relerr(res.params, xstar) <= 1e-8
