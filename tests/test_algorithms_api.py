@@ -81,8 +81,15 @@ def _default(name):
     return factory() if name in ("consensus", "push_sum") else factory(0.05)
 
 
+@pytest.fixture
+def x32():
+    """The default precision (float32), whatever other tests did before."""
+    with jax.enable_x64(False):
+        yield
+
+
 @pytest.mark.parametrize("name", sorted(A.REGISTRY))
-def test_float32_by_default_and_pytree_params(name):
+def test_float32_by_default_and_pytree_params(x32, name):
     """Every algorithm keeps float32 state and handles a dict of parameters."""
     assert not jax.config.jax_enable_x64
     n = 4
