@@ -143,3 +143,19 @@ def test_published_page_screenshot_is_not_blank(server):
     # A rendered page has text and widgets: many distinct colours, not one flat background.
     colours = np.unique((img[..., :3] * 255).astype(np.uint8).reshape(-1, 3), axis=0)
     assert len(colours) > 20, f"screenshot looks blank ({len(colours)} colours)"
+
+
+def test_benchmark_page_shows_its_parameters_and_plot(server):
+    # The benchmark's own page: asv's JS fetches the graphs/... JSON written by `asv publish`,
+    # builds one selector button per parameter value and draws one series per combination,
+    # whose legend entries ("...; topology-ring") exist only once the data was plotted.
+    # None of these strings is on the index page.
+    page = server + "#" + BENCH
+    proc = _browser(["--dump-dom", page])
+    dom = proc.stdout
+    for family in ("ring", "exponential", "torus_2d", "one_peer_exponential"):
+        assert f"topology-{family}" in dom, f"no plotted series for {family!r}: {dom[:2000]}"
+    import re
+
+    labels = re.findall(r"[^<>]*topology-ring[^<>]*", dom)
+    assert labels, "no legend entry for the ring series"
