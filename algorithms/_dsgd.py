@@ -64,10 +64,9 @@ def dsgd(lr: float, momentum: float = 0.0, steps_per_communication: int = 1) -> 
     gossip averaging every ``J`` steps, covered by the unified analysis of Koloskova et al.
     (2020) (mixing matrix ``I`` on local steps). A time-varying topology advances once per
     communication round ``r``. The momentum buffer stays local. The choice between a local
-    step and a communication step is a ``lax.cond`` on the (rank-independent) step counter:
-    under MPI only every ``J``-th step exchanges messages; under the simulator's ``vmap`` the
-    counter is batched, so both branches are evaluated and selected (same result, no saving
-    in simulated cost).
+    step and a communication step is a ``lax.cond`` on the (rank-independent) step counter,
+    declared uniform with ``comm.uniform`` so that in both backends only every ``J``-th step
+    exchanges messages (under ``vmap`` a batched predicate would run both branches).
 
     Parameters
     ----------
@@ -99,7 +98,7 @@ def dsgd(lr: float, momentum: float = 0.0, steps_per_communication: int = 1) -> 
         if J == 1:
             x = ctx.comm.neighbor_allreduce(half, ctx.topology, state.count)
         else:
-            x = lax.cond((state.count + 1) % J == 0,
+            x = lax.cond(ctx.comm.uniform((state.count + 1) % J == 0),
                          lambda h: ctx.comm.neighbor_allreduce(h, ctx.topology, state.count // J),
                          lambda h: h, half)
         return SGDState(x, m, state.count + 1)

@@ -82,6 +82,10 @@ class Communicator(Protocol):
     def barrier(self) -> None:
         """Synchronise all agents (a no-op in the simulator)."""
 
+    def uniform(self, value):
+        """Declare ``value`` equal on every agent (e.g. a function of the step counter), so
+        that ``lax.cond``/``lax.switch`` on it runs one branch in every backend."""
+
     def hierarchical_neighbor_allreduce(self, x: PyTree, machine_topology, t=None) -> PyTree:
         r"""Average within each machine, then mix across machines (see
         :meth:`ScheduleCommunicator.hierarchical_neighbor_allreduce`)."""
@@ -132,6 +136,21 @@ class ScheduleCommunicator:
 
     def _uniform(self, value):
         return value
+
+    def uniform(self, value):
+        r"""Return ``value``, declared equal on every agent.
+
+        Control flow on a rank-independent quantity, such as "is ``(count + 1) mod J = 0``",
+        must run one branch. Under the simulator's ``vmap`` the step counter is batched (it
+        lives in every agent's state) and ``lax.cond`` would evaluate and select both
+        branches, communication included; this collapses the agent axis (a ``pmax`` over it)
+        so the predicate is unbatched. Under MPI it is the identity. Booleans are accepted.
+        The caller guarantees that the value is the same on every agent.
+        """
+        value = jnp.asarray(value)
+        if value.dtype == jnp.bool_:
+            return self._uniform(value.astype(jnp.int32)) > 0
+        return self._uniform(value)
 
     def _local_average(self, leaves: list) -> list:
         """Mean over the agents of this machine; backends may override with a native op."""
