@@ -309,7 +309,7 @@ def train(cfg: dict, *, progress: bool | None = None) -> dict | None:
             f"--agents must equal the MPI world size under --backend mpi; got agents={n}, world "
             f"size={backend.size}. Launch with bfrun -np {n} or pass --agents {backend.size}.")
 
-    state, start, history = None, 0, {}
+    state, start, history, stacked = None, 0, {}, None
     if cfg["resume"]:
         path = ckpt.latest(cfg["checkpoint_dir"]) if backend.rank == 0 else None
         path = backend.bcast(path)
@@ -356,7 +356,12 @@ def train(cfg: dict, *, progress: bool | None = None) -> dict | None:
                           metadata={"config": _resume_key(cfg), "history": history})
             backend.barrier()
     wall = time.perf_counter() - t0
-    final_params = backend.stacked(res.params) if backend.name == "mpi" else res.params
+    if len(bounds) > 1:
+        final_params = backend.stacked(res.params) if backend.name == "mpi" else res.params
+    else:  # resumed at --steps: nothing left to run, report the checkpoint
+        import jax
+
+        final_params = jax.vmap(algorithm.params)(stacked)
     if backend.rank != 0:
         return None
 

@@ -175,6 +175,11 @@ def test_crash_mid_write_then_resume_is_bitwise_identical(tmp_path, monkeypatch)
     assert_tree_equal(res["_final_params"], ref["_final_params"])
     assert res["history"] == ref["history"]
     assert [s for s, _ in ckpt.list_checkpoints(d)] == [40, 20]
+    # resuming a finished run runs nothing and reports the checkpoint
+    again = train(cfg("--steps", "40", "--checkpoint-dir", d, "--checkpoint-every", "20", "--resume"),
+                  progress=False)
+    assert again["timing"]["steps_this_invocation"] == 0 and again["history"] == ref["history"]
+    assert_tree_equal(again["_final_params"], ref["_final_params"])
 
 
 def test_resume_refuses_another_configuration(tmp_path):
