@@ -185,12 +185,9 @@ def _communicate(x: PyTree, ctx, communication: str, J: int, machine_topology, c
     """Apply :math:`\\mathcal C` at steps with ``(count + 1) % J == 0`` (every step if J=1)."""
     if J == 1 or communication in ("none", "gradient_allreduce"):
         return _mix(x, ctx, communication, machine_topology, count)
-    do_comm = (count + 1) % J == 0
-    # Every agent has the same counter; the backend's _uniform makes the predicate unbatched
-    # under vmap, so only the taken branch runs (no wasted exchange on local steps).
-    uniform = getattr(ctx.comm, "_uniform", None)
-    if uniform is not None:
-        do_comm = uniform(do_comm.astype(jnp.int32)) > 0
+    # Every agent has the same counter; comm.uniform makes the predicate unbatched under
+    # vmap, so only the taken branch runs (no wasted exchange on local steps).
+    do_comm = ctx.comm.uniform((count + 1) % J == 0)
     return lax.cond(do_comm,
                     lambda v: _mix(v, ctx, communication, machine_topology, count // J),
                     lambda v: v, x)
