@@ -27,7 +27,8 @@ C. **Mixing scaling** - :mod:`mixing_scaling`'s full sweep (one ``neighbor_allre
 
 Every number is a median over repeats; every ratio is between numbers of this same run. The
 markdown goes to stdout and, with ``--write-readme`` (what ``make compare`` does), between
-the ``<!-- perf-table -->`` and ``<!-- mixing-table -->`` markers of README.md. About 5
+the ``<!-- perf-table -->``, ``<!-- cost-table -->`` and ``<!-- mixing-table -->`` markers
+of README.md. About 5
 minutes on a loaded 2-core machine.
 """
 
@@ -287,8 +288,17 @@ def main(argv=None):
     mix = None if args.no_mixing else mixing_text(max(3, args.repeats))
     if mix:
         print("\n" + mix)
+    cost = None
+    if not isinstance(pingpong, str):
+        import cost_report
+
+        cost = (f"Measured inside `mpiexec -n {args.ranks}` ranks by `benchmarks/mpi_ranks.py` "
+                f"in this run ({machine_load()}):\n\n" + cost_report.table(pingpong))
+        print("\n" + cost)
     if args.write_readme:
         write_readme(text, args.readme)
+        if cost:
+            write_readme(cost, args.readme, "<!-- cost-table -->", "<!-- /cost-table -->")
         if mix:
             write_readme(mix, args.readme, "<!-- mixing-table -->", "<!-- /mixing-table -->")
         print(f"\nwrote the table into {args.readme}", file=sys.stderr)
