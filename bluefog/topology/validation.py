@@ -8,30 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..validation import check_positive_int  # noqa: F401  (re-exported: one rule)
+
 __all__ = ["STOCHASTICITY", "validate_weights", "check_positive_int", "check_size_matches"]
 
 #: Accepted values of ``require`` in :func:`validate_weights`.
 STOCHASTICITY = ("row", "column", "doubly", "none")
 
 _ATOL = 1e-10
-
-
-def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
-    """Return ``value`` as ``int`` if it is an integer ``>= minimum``, else raise.
-
-    Booleans are refused (``True`` is an ``int`` in Python, but never a size).
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(
-            f"{name} must be an integer >= {minimum}; got {value!r} of type "
-            f"{type(value).__name__}. Pass a plain int, e.g. {name}={max(minimum, 8)}."
-        )
-    if value < minimum:
-        raise ValueError(
-            f"{name} must be an integer >= {minimum}; got {value}. "
-            f"Use {name}={minimum} or larger."
-        )
-    return int(value)
 
 
 def check_size_matches(expected: int, received: int, what: str, fix: str) -> None:
