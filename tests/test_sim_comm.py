@@ -167,7 +167,7 @@ def _dense_one_peer(n, t):
     hop = 2 ** (t % tau)
     W = 0.5 * np.eye(n)
     for i in range(n):
-        W[i, (i + hop) % n] += 0.5
+        W[i, (i - hop) % n] += 0.5  # agent i receives from i - 2^k (Bluefog)
     return W
 
 

@@ -34,7 +34,7 @@ def test_one_peer_exponential_patterns(n):
             continue
         hop = 2 ** (t % tau) % n
         want = 0.5 * np.eye(n)
-        want[np.arange(n), (np.arange(n) + hop) % n] += 0.5
+        want[np.arange(n), (np.arange(n) - hop) % n] += 0.5  # receive from i - 2^k
         np.testing.assert_array_equal(W, want)
         assert d.at(t).is_doubly_stochastic and d.at(t).schedule.num_rounds == 1
     if n & (n - 1) == 0:  # exact averaging over one period for powers of two

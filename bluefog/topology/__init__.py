@@ -6,12 +6,13 @@ agent ``j``'s value.
 
 from ._topology import Topology
 from .drawing import draw_dynamic_topology, draw_topology
-from .dynamic import DynamicTopology, one_peer_exponential_graph, random_matching
+from .dynamic import DynamicTopology, random_matching
 from .exponential import exponential_graph, symmetric_exponential_graph
 from .full import fully_connected_graph
 from .grid import grid_2d_graph, torus_2d_graph
 from .hypercube import hypercube_graph
 from .interop import from_matrix, from_networkx
+from .one_peer import dynamic_one_peer_graph, one_peer_exponential_graph
 from .random_graphs import erdos_renyi_graph, random_regular_graph
 from .ring import ring_graph
 from .schedule import Round, Schedule, compile_schedule
@@ -27,6 +28,7 @@ __all__ = [
     "compile_schedule",
     "validate_weights",
     "one_peer_exponential_graph",
+    "dynamic_one_peer_graph",
     "random_matching",
     "exponential_graph",
     "symmetric_exponential_graph",

@@ -14,14 +14,13 @@ traced JAX (:meth:`index_traced`):
 from __future__ import annotations
 
 import hashlib
-import math
 
 import numpy as np
 
 from ._topology import Topology
 from .validation import check_positive_int
 
-__all__ = ["DynamicTopology", "one_peer_exponential_graph", "random_matching"]
+__all__ = ["DynamicTopology", "random_matching"]
 
 _MASK = 0xFFFFFFFF
 
@@ -160,35 +159,6 @@ class DynamicTopology:
 
     def __repr__(self) -> str:
         return f"DynamicTopology({self._name}, size={self.size}, period={self._period}, patterns={len(self._patterns)})"
-
-
-def one_peer_exponential_graph(n: int) -> DynamicTopology:
-    r"""One-peer exponential graph: at step ``t`` agent ``i`` averages with agent
-    :math:`(i + 2^{k}) \bmod n`, :math:`k = t \bmod \lceil\log_2 n\rceil`, weights 1/2.
-
-    .. math:: W^{(t)} = \tfrac12 (I + P^{2^{t \bmod \tau}}), \quad \tau = \lceil \log_2 n \rceil
-
-    with :math:`P` the cyclic shift (:math:`(Px)_i = x_{i+1}`). Each pattern is doubly
-    stochastic with one peer per agent; for ``n`` a power of two the product over one period
-    is exactly :math:`\tfrac1n \mathbf 1\mathbf 1^\top` (exact averaging in
-    :math:`\log_2 n` steps).
-
-    Reference: B. Ying, K. Yuan, Y. Chen, H. Hu, P. Pan, W. Yin, "Exponential graph is
-    provably efficient for decentralized deep training", NeurIPS 2021.
-    """
-    n = check_positive_int(n, "n")
-    if n == 1:
-        return DynamicTopology([Topology(np.ones((1, 1)), name="one_peer_exponential(n=1)")],
-                               period=1, name="one_peer_exponential(n=1)")
-    tau = max(1, math.ceil(math.log2(n)))
-    patterns = []
-    for k in range(tau):
-        W = 0.5 * np.eye(n)
-        shift = (2 ** k) % n
-        W[np.arange(n), (np.arange(n) + shift) % n] += 0.5
-        patterns.append(Topology(W, name=f"one_peer_exponential(n={n}, hop={2 ** k})",
-                                 require="doubly", check_connected=False))
-    return DynamicTopology(patterns, period=tau, name=f"one_peer_exponential(n={n})")
 
 
 def random_matching(n: int, seed: int = 0, pool_size: int = 16) -> DynamicTopology:
