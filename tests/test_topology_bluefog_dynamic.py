@@ -17,6 +17,8 @@ from bluefog.topology import (
     erdos_renyi_graph,
     exponential_graph,
     grid_2d_graph,
+    inner_outer_exponential_graph,
+    inner_outer_ring_graph,
     one_peer_exponential_graph,
     random_regular_graph,
     ring_graph,
@@ -169,3 +171,95 @@ def test_dynamic_one_peer_errors():
         dynamic_one_peer_graph(star_graph(1024))
     single = dynamic_one_peer_graph(ring_graph(1))
     assert single.period == 1 and single.at(5).weights.tolist() == [[1.0]]
+
+
+# ------------------------------------------------------------ inner-outer sequences
+def bf_inner_outer_ring(world_size, local_size, self_rank):
+    """Bluefog's ``GetInnerOuterRingDynamicSendRecvRanks``."""
+    num_machines = world_size // local_size
+    nodes_per_machine = local_size
+    index = 0
+    while True:
+        machine_id = self_rank // nodes_per_machine
+        local_rank_id = self_rank % nodes_per_machine
+        local_rank_to_go_outside_id = index % nodes_per_machine
+        if local_rank_to_go_outside_id == local_rank_id:
+            send_rank = ((machine_id + 1) % num_machines) * nodes_per_machine + local_rank_id
+            recv_rank = ((machine_id - 1) % num_machines) * nodes_per_machine + local_rank_id
+        else:
+            target_local_rank_id = (local_rank_id + 1) % nodes_per_machine
+            if target_local_rank_id == local_rank_to_go_outside_id:
+                target_local_rank_id = (target_local_rank_id + 1) % nodes_per_machine
+            send_rank = target_local_rank_id + machine_id * nodes_per_machine
+            source_local_rank_id = (local_rank_id - 1) % nodes_per_machine
+            if source_local_rank_id == local_rank_to_go_outside_id:
+                source_local_rank_id = (source_local_rank_id - 1) % nodes_per_machine
+            recv_rank = source_local_rank_id + machine_id * nodes_per_machine
+        yield [send_rank], [recv_rank]
+        index += 1
+
+
+def bf_inner_outer_expo2(world_size, local_size, self_rank):
+    """Bluefog's ``GetInnerOuterExpo2DynamicSendRecvRanks``."""
+    num_machines = world_size // local_size
+    nodes_per_machine = local_size
+    exp_2_out_size = int(np.log2(num_machines - 1))
+    exp_2_in_size = 0 if nodes_per_machine == 2 else int(np.log2(nodes_per_machine - 2))
+    index = 0
+    while True:
+        machine_id = self_rank // nodes_per_machine
+        local_rank_id = self_rank % nodes_per_machine
+        local_rank_to_go_outside_id = index % nodes_per_machine
+        if local_rank_to_go_outside_id == local_rank_id:
+            next_machine_dist = 2 ** (index % (exp_2_out_size + 1))
+            send_rank = ((machine_id + next_machine_dist) % num_machines) * nodes_per_machine + local_rank_id
+            recv_rank = ((machine_id - next_machine_dist) % num_machines) * nodes_per_machine + local_rank_id
+        else:
+            dist_to_out = (local_rank_to_go_outside_id - local_rank_id) % nodes_per_machine
+            next_inner_dist = 2 ** (index % (exp_2_in_size + 1))
+            if next_inner_dist >= dist_to_out:
+                next_inner_dist += 1
+            send_rank = (local_rank_id + next_inner_dist) % nodes_per_machine + machine_id * nodes_per_machine
+            reverse_inner_dist = 2 ** (index % (exp_2_in_size + 1))
+            reverse_dist_to_out = (local_rank_id - local_rank_to_go_outside_id) % nodes_per_machine
+            if reverse_inner_dist >= reverse_dist_to_out:
+                reverse_inner_dist += 1
+            recv_rank = (local_rank_id - reverse_inner_dist) % nodes_per_machine + machine_id * nodes_per_machine
+        yield [send_rank], [recv_rank]
+        index += 1
+
+
+SHAPES = [(6, 3), (8, 4), (12, 3), (12, 4), (20, 5), (24, 6), (64, 4), (27, 9), (40, 8)]
+
+
+@pytest.mark.parametrize("kind", ["ring", "expo2"])
+@pytest.mark.parametrize("size,L", SHAPES)
+def test_inner_outer_equals_bluefog(kind, size, L):
+    make, bf = ((inner_outer_ring_graph, bf_inner_outer_ring) if kind == "ring"
+                else (inner_outer_exponential_graph, bf_inner_outer_expo2))
+    d = make(size, L)
+    M = size // L
+    want_period = L if kind == "ring" else math.lcm(L, int(np.log2(M - 1)) + 1, int(np.log2(L - 2)) + 1)
+    assert d.period == want_period
+    check_against_generators(d, [bf(size, L, r) for r in range(size)], 2 * d.period + 1)
+    P = np.eye(size)
+    for p in d.patterns:
+        W = p.weights
+        assert np.allclose(W.sum(axis=0), 1, atol=1e-12) and np.allclose(W.sum(axis=1), 1, atol=1e-12)
+        P = W @ P
+    assert np.linalg.norm(P - np.full((size, size), 1 / size), 2) < 1 - 1e-9  # the product mixes
+
+
+@pytest.mark.parametrize("make", [inner_outer_ring_graph, inner_outer_exponential_graph])
+def test_inner_outer_errors(make):
+    who = make.__name__
+    with pytest.raises(ValueError, match=r"local_size must divide size \(machines of equal size\); got size=10, local_size=4"):
+        make(10, 4)
+    with pytest.raises(ValueError, match=rf"{who} needs local_size >= 3 .* got local_size=2"):
+        make(8, 2)
+    with pytest.raises(ValueError, match=rf"{who} needs at least 2 machines; got size=4, local_size=4"):
+        make(4, 4)
+    with pytest.raises(TypeError, match=r"local_size must be an integer >= 1; got 2.0"):
+        make(8, 2.0)
+    with pytest.raises(ValueError, match=r"size must be an integer >= 1; got 0"):
+        make(0, 3)

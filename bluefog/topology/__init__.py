@@ -11,6 +11,7 @@ from .exponential import exponential_graph, symmetric_exponential_graph
 from .full import fully_connected_graph
 from .grid import grid_2d_graph, torus_2d_graph
 from .hypercube import hypercube_graph
+from .inner_outer import inner_outer_exponential_graph, inner_outer_ring_graph
 from .interop import from_matrix, from_networkx
 from .one_peer import dynamic_one_peer_graph, one_peer_exponential_graph
 from .random_graphs import erdos_renyi_graph, random_regular_graph
@@ -29,6 +30,8 @@ __all__ = [
     "validate_weights",
     "one_peer_exponential_graph",
     "dynamic_one_peer_graph",
+    "inner_outer_ring_graph",
+    "inner_outer_exponential_graph",
     "random_matching",
     "exponential_graph",
     "symmetric_exponential_graph",
