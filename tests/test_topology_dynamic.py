@@ -73,10 +73,48 @@ def test_traced_index_rule_equals_numpy_rule(d):
         assert counts.min() > 0.5 * len(ts) / len(d.patterns)
 
 
-def test_dynamic_rho_is_geometric_mean_of_patterns():
+def _dense_rate(mats):
+    """Oracle: (largest singular value of prod - J, its P-th root), by SVD of the explicit product."""
+    n = mats[0].shape[0]
+    prod = np.linalg.multi_dot(mats[::-1]) if len(mats) > 1 else mats[0]
+    sv = np.linalg.svd(prod - np.full((n, n), 1.0 / n), compute_uv=False)[0]
+    return sv, sv ** (1.0 / len(mats))
+
+
+def _shift_half(n, hop):
+    W = 0.5 * np.eye(n)
+    W[np.arange(n), (np.arange(n) - hop) % n] += 0.5
+    return W
+
+
+@pytest.mark.parametrize("n", [3, 5, 6, 12, 24])
+def test_dynamic_rho_is_per_step_rate_of_period_product(n):
+    d = one_peer_exponential_graph(n)
+    tau = int(np.ceil(np.log2(n)))
+    period_rho, rho = _dense_rate([_shift_half(n, 2 ** k) for k in range(tau)])
+    assert d.rho_horizon == d.period == tau
+    assert d.period_rho == pytest.approx(period_rho, abs=1e-12)
+    assert d.rho == pytest.approx(rho, abs=1e-12) and d.spectral_gap == pytest.approx(1 - rho)
+    assert 0 < d.rho < 1 and f"rho={rho:.4f}" in repr(d)
+
+
+def test_dynamic_rho_exact_averaging_and_mixed_patterns():
+    assert one_peer_exponential_graph(16).period_rho == 0.0 == one_peer_exponential_graph(16).rho
+    assert one_peer_exponential_graph(1).rho == 0.0
     d = DynamicTopology([ring_graph(6), exponential_graph(6)], period=2)
-    assert d.rho == pytest.approx(np.sqrt(ring_graph(6).rho * exponential_graph(6).rho))
+    period_rho, rho = _dense_rate([ring_graph(6).weights, exponential_graph(6).weights])
+    assert d.period_rho == pytest.approx(period_rho, abs=1e-12) and d.rho == pytest.approx(rho, abs=1e-12)
     assert "period=2" in repr(d)
+
+
+def test_non_periodic_rho_uses_the_horizon():
+    from bluefog.topology.dynamic import RHO_HORIZON
+
+    d = random_matching(10, seed=3, pool_size=8)
+    assert d.rho_horizon == RHO_HORIZON == 64
+    period_rho, rho = _dense_rate([d.at(t).weights for t in range(64)])
+    assert d.period_rho == pytest.approx(period_rho, abs=1e-12) and d.rho == pytest.approx(rho, abs=1e-12)
+    assert 0 < d.rho < 1
 
 
 def test_neighbor_allgather_pads_patterns_with_fewer_rounds():

@@ -14,15 +14,19 @@ traced JAX (:meth:`index_traced`):
 from __future__ import annotations
 
 import hashlib
+from functools import cached_property
 
 import numpy as np
 
 from ._topology import Topology
 from .validation import check_positive_int
 
-__all__ = ["DynamicTopology", "random_matching"]
+__all__ = ["DynamicTopology", "RHO_HORIZON", "random_matching"]
 
 _MASK = 0xFFFFFFFF
+
+#: Steps whose product defines ``rho`` for a non-periodic topology (the pool has no period).
+RHO_HORIZON = 64
 
 
 def _hash32(seed: int, t: int) -> int:
@@ -144,11 +148,46 @@ class DynamicTopology:
         return h.hexdigest()
 
     @property
+    def rho_horizon(self) -> int:
+        """Steps :math:`H` whose product defines :attr:`period_rho`: the period, or
+        :data:`RHO_HORIZON` steps of the hash sequence for a non-periodic topology."""
+        return self._period if self._period is not None else RHO_HORIZON
+
+    @cached_property
+    def period_rho(self) -> float:
+        r"""Contraction of one period, :math:`\rho_{\text{period}} = \|W(H-1) \cdots W(1) W(0)
+        - J\|_2`, :math:`J = \tfrac1n \mathbf 1\mathbf 1^\top`, :math:`H` = :attr:`rho_horizon`.
+
+        For doubly stochastic patterns, :math:`\|x(t + H) - \bar x \mathbf 1\| \le
+        \rho_{\text{period}} \|x(t) - \bar x \mathbf 1\|` at period boundaries; ``0`` means
+        exact averaging after one period (one-peer exponential graph, ``n`` a power of 2).
+        For a non-periodic topology it is the value for the first :data:`RHO_HORIZON` steps.
+
+        References
+        ----------
+        A. Nedic, A. Olshevsky, M. Rabbat, "Network topology and communication-computation
+        tradeoffs in decentralized optimization", Proc. IEEE 106(5) (2018), Sec. III
+        (products of time-varying mixing matrices).
+        """
+        n = self.size
+        if n == 1:
+            return 0.0
+        P = self.mean_weights(self.rho_horizon)
+        return float(np.linalg.norm(P - np.full((n, n), 1.0 / n), ord=2))
+
+    @cached_property
     def rho(self) -> float:
-        """Mean per-step contraction over one period (or the pool): the geometric mean of
-        ``||W(t) - J||_2``, a bound-style summary for comparing topologies."""
-        vals = [max(p.rho, 1e-300) for p in self._patterns]
-        return float(np.exp(np.mean(np.log(vals))))
+        r"""Per-step consensus rate over one period, :math:`\rho = \rho_{\text{period}}^{1/H}`
+        (see :attr:`period_rho`); comparable with a static :attr:`Topology.rho`, e.g. in
+        "steps until :math:`\rho^k \le \epsilon`". Not the rate of any single pattern: most
+        one-peer patterns alone are disconnected and have :math:`\|W(t) - J\|_2 = 1`.
+        """
+        return float(self.period_rho ** (1.0 / self.rho_horizon))
+
+    @property
+    def spectral_gap(self) -> float:
+        """``1 - rho`` (per step): larger means faster mixing."""
+        return 1.0 - self.rho
 
     def draw(self, **kwargs):
         """Draw the patterns of one period side by side; returns the matplotlib ``Figure``.
@@ -158,7 +197,8 @@ class DynamicTopology:
         return draw_dynamic_topology(self, **kwargs)
 
     def __repr__(self) -> str:
-        return f"DynamicTopology({self._name}, size={self.size}, period={self._period}, patterns={len(self._patterns)})"
+        return (f"DynamicTopology({self._name}, size={self.size}, period={self._period}, "
+                f"patterns={len(self._patterns)}, rho={self.rho:.4f})")
 
 
 def random_matching(n: int, seed: int = 0, pool_size: int = 16) -> DynamicTopology:
