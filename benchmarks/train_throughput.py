@@ -114,7 +114,7 @@ def mpi_worker(K, reps, batch_size):
 
     import bluefog_dist
     from algorithms.train import make_experiment
-    from bluefog.run_common import agent_key
+    from bluefog.engine import agent_key
 
     comm = bluefog_dist.default_comm()
     mpi = comm.comm

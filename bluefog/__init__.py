@@ -4,7 +4,7 @@ protocol, the algorithm/problem interfaces and the loop driver). No backend code
 from . import topology
 from .algorithm import AgentContext, Algorithm, Problem
 from .comm import Communicator, NeighborValues, ScheduleCommunicator
-from .driver import RunResult
+from .engine import RunResult
 
 __version__ = "0.1.0"
 

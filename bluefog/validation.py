@@ -86,8 +86,8 @@ def check_seed(value, name: str = "seed", *, where: str | None = None) -> int:
     p = _prefix(where)
     if not _is_int(value):
         raise TypeError(
-            f"{p}{name} must be an int in [0, {MAX_SEED}]; got {value!r} of type "
-            f"{type(value).__name__}. Pass e.g. {name}=0."
+            f"{p}{name} must be an int; got {value!r} of type {type(value).__name__}. Pass an "
+            f"int in [0, {MAX_SEED}], e.g. {name}=0."
         )
     if not 0 <= int(value) <= MAX_SEED:
         raise ValueError(

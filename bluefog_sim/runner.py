@@ -1,4 +1,8 @@
-"""Run an algorithm for all agents at once in one process: ``jax.vmap`` over agents."""
+"""Run an algorithm for all agents at once in one process: ``jax.vmap`` over agents.
+
+The loop itself is :func:`bluefog.engine.execute`; this module supplies the simulator's
+adapter (:class:`SimBackend`): agents are a named ``vmap`` axis, data and keys are stacked.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,13 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from bluefog.algorithm import AgentContext, Algorithm, Problem
-from bluefog.driver import RunResult, drive, make_segment
-from bluefog.run_common import (agent_key, check_run_inputs, check_stacked_x0,
-                                default_record_every, resolve_metrics)
+from bluefog.algorithm import Algorithm, Problem
+from bluefog.engine import CallbackError, RunResult, agent_key, execute
 
 from .comm import AXIS_NAME, SimComm
 
-__all__ = ["run", "spmd", "agent_keys"]
+__all__ = ["run", "spmd", "agent_keys", "SimBackend"]
 
 
 def spmd(fn: Callable, size: int, *, local_size: int = 1, axis_name: str = AXIS_NAME,
@@ -35,19 +36,62 @@ def spmd(fn: Callable, size: int, *, local_size: int = 1, axis_name: str = AXIS_
 
 def agent_keys(seed: int, size: int) -> jax.Array:
     """Per-agent PRNG keys ``fold_in(PRNGKey(seed), i)``; the MPI backend derives the same
-    key on rank ``i`` (:func:`bluefog.run_common.agent_key`), so stochastic runs match
-    across backends."""
+    key on rank ``i`` (:func:`bluefog.engine.agent_key`), so stochastic runs match across
+    backends."""
     return jax.vmap(lambda i: agent_key(seed, i))(jnp.arange(size, dtype=jnp.uint32))
+
+
+class SimBackend:
+    """The simulator's engine adapter (:class:`bluefog.engine.Backend`): all ``size`` agents
+    in this process, stacked along a ``vmap`` axis named ``axis_name``."""
+
+    name = "sim"
+    is_root = True
+
+    def __init__(self, size: int, *, local_size: int = 1, axis_name: str = AXIS_NAME):
+        self.comm = SimComm(size, axis_name=axis_name, local_size=local_size)
+        self.size = self.comm.size
+        self.axis_name = axis_name
+
+    def agree(self, fields):
+        fields()  # one process: validating is agreeing
+
+    def check_agents(self, topology):
+        pass  # the simulator runs problem.size agents; topology.size is checked against it
+
+    def agent_inputs(self, problem, seed):
+        return problem.data, agent_keys(seed, self.size)
+
+    def initial_params(self, x0, problem):
+        return (problem.init_params, None) if x0 is None else (x0, 0)
+
+    def map_agents(self, fn, in_axes):
+        return jax.vmap(fn, in_axes=in_axes, axis_name=self.axis_name)
+
+    def agent_view(self, tree):
+        return jax.tree_util.tree_map(lambda v: v[0], tree)  # identical on every agent
+
+    def run_callback(self, fn):
+        try:
+            fn()
+        except Exception as err:  # noqa: BLE001 - re-raised with the engine's contract
+            raise CallbackError(f"on_segment raised {type(err).__name__}: {err}",
+                                [(0, f"{type(err).__name__}: {err}")]) from err
+
+    def finish(self, history):
+        return history
 
 
 def run(algorithm: Algorithm, problem: Problem, topology, steps: int, *, seed: int = 0,
         x0=None, record_every: int | None = None, progress: bool | None = None,
         local_size: int = 1, axis_name: str = AXIS_NAME, metrics: Callable | None = None,
-        state=None) -> RunResult:
+        state=None, segment_every: int | None = None, on_segment: Callable | None = None,
+        on_nonfinite: str = "raise") -> RunResult:
     """Simulate ``steps`` iterations of ``algorithm`` on ``problem`` for all agents at once.
 
     The whole loop is compiled: each dispatch is one ``jit(vmap(scan(...)))`` whose metrics
-    (:mod:`bluefog.metrics`) are recorded every ``record_every`` steps inside the scan.
+    (:mod:`bluefog.metrics`) are recorded every ``record_every`` steps inside the scan. The
+    loop is :func:`bluefog.engine.execute`, shared with :func:`bluefog_dist.run`.
 
     Parameters
     ----------
@@ -57,6 +101,7 @@ def run(algorithm: Algorithm, problem: Problem, topology, steps: int, *, seed: i
     topology : Topology or DynamicTopology
         Of size ``problem.size``.
     steps : int
+        In ``[1, 2**31 - 1]`` (the step counter is an int32).
     seed : int
         Agent ``i``'s key is ``fold_in(PRNGKey(seed), i)`` (as on MPI rank ``i``).
     x0 : pytree, optional
@@ -65,7 +110,8 @@ def run(algorithm: Algorithm, problem: Problem, topology, steps: int, *, seed: i
     record_every : int, optional
         Default ``max(1, steps // 100)``.
     progress : bool or None
-        Show a tqdm progress bar (``None``: only when stderr is a terminal).
+        Show a tqdm progress bar (``None``: only when stderr is a terminal). Display only:
+        the compiled programs and dispatches do not depend on it.
     local_size : int
         Agents per simulated machine (hierarchical communication).
     metrics : callable ``(params, ctx) -> dict of scalars``, optional
@@ -73,57 +119,35 @@ def run(algorithm: Algorithm, problem: Problem, topology, steps: int, *, seed: i
         returns the same values (default :func:`bluefog.metrics.agent_metrics`).
     state : pytree, optional
         A stacked algorithm state to continue from (e.g. a checkpoint, or ``result.state`` of
-        an earlier run); ``x0`` must then be omitted. The step counter inside the state
+        an earlier run); ``x0`` must then be omitted. Its structure, shapes and dtypes must be
+        those ``algorithm.init`` gives for this problem. The step counter inside the state
         continues, so ``run(..., steps=a)`` then ``run(..., steps=b, state=...)`` follows the
         same trajectory as one run of ``a + b`` steps.
+    segment_every : int, optional
+        Call ``on_segment`` every this many steps (a multiple of ``record_every``); all
+        segments run the same compiled program.
+    on_segment : callable ``(step, state, history) -> None``, optional
+        Called after each segment with the step reached (counted from the start of this
+        call), the stacked state and the history so far (e.g. to write a checkpoint).
+        An exception in it is re-raised as :class:`bluefog.engine.CallbackError`.
+    on_nonfinite : {"raise", "continue"}
+        ``"raise"`` (default): a non-finite state or metric at a record stops the run within
+        that dispatch and raises :class:`bluefog.engine.NonFiniteError` naming the step and
+        the agent; ``on_segment`` is never called with a non-finite state. ``"continue"``
+        records NaN and goes on (for studying divergence).
 
     Returns
     -------
     RunResult
         ``params`` stacked ``(n, ...)``; ``history`` with ``step`` and the metrics.
     """
-    check_run_inputs(algorithm, problem, topology, seed)
-    n = problem.size
-    record_every = default_record_every(steps, record_every)
-    comm = SimComm(n, axis_name=axis_name, local_size=local_size)
-    keys = agent_keys(int(seed), n)
-
-    def ctx(data_i, key_i):
-        return AgentContext(comm, topology, problem, data_i, key_i)
-
-    metrics_fn = resolve_metrics(metrics)
-    check_stacked_x0(x0, n, state)
-    if x0 is None:
-        x_axes = None
-        x0 = problem.init_params
-    else:
-        x_axes = 0
-    init = jax.jit(jax.vmap(lambda x, d, k: algorithm.init(x, ctx(d, k)),
-                            in_axes=(x_axes, 0, 0), axis_name=axis_name))
-    if state is None:
-        state = init(x0, problem.data, keys)
-    else:
-        state = jax.tree_util.tree_map(jnp.array, state)  # a private copy: segments donate it
-
-    metrics_v = jax.jit(jax.vmap(lambda s, d, k: metrics_fn(algorithm.params(s), ctx(d, k)),
-                                 axis_name=axis_name))
-
-    def initial_metrics(s):
-        return {k: np.asarray(v)[:1] for k, v in metrics_v(s, problem.data, keys).items()}
-
-    def compile_segment(records, chunk_steps, s):
-        seg = make_segment(algorithm, metrics_fn, chunk_steps, records)
-
-        def fn(s, d, k):
-            s, m = jax.vmap(lambda s_, d_, k_: seg(s_, ctx(d_, k_)), axis_name=axis_name)(s, d, k)
-            return s, {name: v[0] for name, v in m.items()}  # identical on every agent
-
-        compiled = jax.jit(fn, donate_argnums=0).lower(s, problem.data, keys).compile()
-        return lambda s_: compiled(s_, problem.data, keys)
-
-    state, history, c_sec, r_sec = drive(
-        state, steps=steps, record_every=record_every, compile_segment=compile_segment,
-        initial_metrics=initial_metrics, progress=progress,
-        desc=f"{algorithm.name} | {topology.name} | sim n={n}")
-    params = jax.jit(jax.vmap(algorithm.params))(state)
-    return RunResult(params, history, state, c_sec, r_sec)
+    if not isinstance(problem, Problem):
+        raise TypeError(
+            f"problem must be a bluefog Problem (e.g. algorithms.problems.quadratic(b)); got "
+            f"{type(problem).__name__}."
+        )
+    backend = SimBackend(problem.size, local_size=local_size, axis_name=axis_name)
+    return execute(backend, algorithm, problem, topology, steps, seed=seed, x0=x0,
+                   record_every=record_every, progress=progress, metrics=metrics, state=state,
+                   segment_every=segment_every, on_segment=on_segment,
+                   on_nonfinite=on_nonfinite)

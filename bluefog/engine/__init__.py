@@ -1,0 +1,18 @@
+"""The engine: one loop for every backend.
+
+:func:`execute` validates a run's inputs once, cuts it into compiled dispatches that depend
+only on ``(steps, record_every, segment_every)``, records metrics and a finiteness check
+inside the compiled loop, shows progress, and calls ``on_segment`` at segment boundaries with
+the same compiled program. A backend contributes only an adapter (:class:`Backend`):
+:mod:`bluefog_sim` (``jax.vmap`` over agents) and :mod:`bluefog_dist` (one agent per MPI rank).
+"""
+
+from .backend import Backend
+from .errors import CallbackError, NonFiniteError
+from .inputs import NONFINITE_MODES, agent_key
+from .loop import execute
+from .plan import Dispatch, plan_run
+from .result import RunResult
+
+__all__ = ["execute", "Backend", "RunResult", "NonFiniteError", "CallbackError", "agent_key",
+           "plan_run", "Dispatch", "NONFINITE_MODES"]
