@@ -16,6 +16,7 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from bluefog.topology import (  # noqa: E402
+    draw,
     draw_dynamic_topology,
     draw_topology,
     erdos_renyi_graph,
@@ -185,7 +186,7 @@ def test_from_matrix():
                                   erdos_renyi_graph(8, 0.7, seed=0), ring_graph(1)],
                          ids=lambda t: t.name)
 def test_draw_topology_returns_figure(topo):
-    fig = topo.draw()
+    fig = draw(topo)
     assert isinstance(fig, Figure)
     ax = fig.axes[0]
     off = (topo.weights > 0) & ~np.eye(topo.size, dtype=bool)
@@ -220,7 +221,7 @@ def test_draw_positions_follow_the_family():
 def test_draw_into_given_axes_and_errors():
     fig = Figure()
     ax = fig.add_subplot(1, 1, 1)
-    assert exponential_graph(5).draw(ax=ax) is fig
+    assert draw(exponential_graph(5), ax=ax) is fig
     assert ax.get_title().startswith("exponential(n=5, base=2)")
     with pytest.raises(TypeError, match=r"topology must be a bluefog.topology.Topology; got DynamicTopology"):
         draw_topology(one_peer_exponential_graph(4))
@@ -230,13 +231,25 @@ def test_draw_into_given_axes_and_errors():
 
 def test_draw_dynamic_topology_one_panel_per_pattern():
     d = one_peer_exponential_graph(8)
-    fig = d.draw()
+    fig = draw(d)
     assert isinstance(fig, Figure) and len(fig.axes) == d.period == 3
+    assert "rho per step=0.000" in fig._suptitle.get_text()  # n = 8: exact after one period
     assert fig.axes[1].get_title().startswith("t mod 3 = 1")
     g = random_matching(6, seed=1, pool_size=12)
     fig = draw_dynamic_topology(g, max_patterns=5)
     assert len(fig.axes) == 5 and "first 5 of 12" in fig._suptitle.get_text()
     with pytest.raises(TypeError, match=r"dynamic must be a DynamicTopology; got Topology"):
         draw_dynamic_topology(ring_graph(4))
-    with pytest.raises(ValueError, match=r"max_patterns must be an int >= 1; got 0"):
-        d.draw(max_patterns=0)
+    with pytest.raises(ValueError, match=r"max_patterns must be an integer >= 1; got 0"):
+        draw(d, max_patterns=0)
+    with pytest.raises(TypeError, match=r"max_patterns must be an integer >= 1; got '2'"):
+        draw(d, max_patterns="2")
+
+
+def test_draw_dispatch_errors():
+    with pytest.raises(TypeError, match=r"topology must be a bluefog.topology.Topology or DynamicTopology; got ndarray"):
+        draw(np.eye(3))
+    with pytest.raises(ValueError, match=r"ax is only accepted for a static Topology"):
+        draw(one_peer_exponential_graph(4), ax=Figure().add_subplot(1, 1, 1))
+    with pytest.raises(TypeError, match=r"For a DynamicTopology use draw\(dynamic\) or draw_dynamic_topology"):
+        draw_topology(one_peer_exponential_graph(4))

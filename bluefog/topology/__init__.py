@@ -5,7 +5,7 @@ agent ``j``'s value.
 """
 
 from ._topology import Topology
-from .drawing import draw_dynamic_topology, draw_topology
+from .drawing import draw, draw_dynamic_topology, draw_topology
 from .dynamic import DynamicTopology, random_matching
 from .exponential import exponential_graph, symmetric_exponential_graph
 from .full import fully_connected_graph
@@ -47,6 +47,7 @@ __all__ = [
     "from_matrix",
     "uniform_weights",
     "metropolis_weights",
+    "draw",
     "draw_topology",
     "draw_dynamic_topology",
 ]

@@ -30,7 +30,7 @@ class Topology:
         Stochasticity demanded of ``weights`` (``"row"`` for consensus-style mixing,
         ``"column"`` for push-sum).
     layout : {"circular", "grid", "spring", "shell"}
-        Node layout used by :meth:`draw`.
+        Node layout used by :func:`bluefog.topology.draw`.
     grid_shape : tuple of int, optional
         ``(rows, cols)`` for ``layout="grid"``.
     check_connected : bool
@@ -73,7 +73,7 @@ class Topology:
 
     @property
     def layout(self) -> str:
-        """Node layout used by :meth:`draw`."""
+        """Node layout used by :func:`bluefog.topology.draw`."""
         return self._layout
 
     @property
@@ -189,13 +189,6 @@ class Topology:
 
     def index(self, t) -> int:
         return 0
-
-    def draw(self, ax=None, **kwargs):
-        """Draw the graph with matplotlib; returns the ``Figure``. See
-        :func:`bluefog.topology.drawing.draw_topology`."""
-        from .drawing import draw_topology
-
-        return draw_topology(self, ax=ax, **kwargs)
 
     def __repr__(self) -> str:
         return f"Topology({self._name}, size={self.size}, rho={self.rho:.4f})"

@@ -14,7 +14,59 @@ import math
 import networkx as nx
 import numpy as np
 
-__all__ = ["draw_topology", "draw_dynamic_topology", "topology_positions"]
+from ._topology import Topology
+from .dynamic import DynamicTopology
+from .validation import check_positive_int
+
+__all__ = ["draw", "draw_topology", "draw_dynamic_topology", "topology_positions"]
+
+
+def draw(topology, ax=None, **kwargs):
+    r"""Draw a static or time-varying topology; returns the matplotlib ``Figure``.
+
+    A :class:`~bluefog.topology.Topology` is drawn by :func:`draw_topology` (edge
+    :math:`j \to i` with width proportional to :math:`W_{ij}`); a
+    :class:`~bluefog.topology.DynamicTopology` by :func:`draw_dynamic_topology` (one panel per
+    pattern of a period). Functions, not methods, as in ``networkx.draw(G)``: the graph
+    classes do not depend on matplotlib.
+
+    Parameters
+    ----------
+    topology : Topology or DynamicTopology
+    ax : matplotlib.axes.Axes, optional
+        Static topologies only: draw into this axes.
+    **kwargs
+        Passed to :func:`draw_topology` or :func:`draw_dynamic_topology`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    References
+    ----------
+    A. Hagberg, D. Schult, P. Swart, "Exploring network structure, dynamics, and function
+    using NetworkX", SciPy 2008 (``networkx.draw``).
+
+    Examples
+    --------
+    >>> from bluefog.topology import draw, exponential_graph, one_peer_exponential_graph
+    >>> draw(exponential_graph(16)).savefig("exp16.png")            # doctest: +SKIP
+    >>> draw(one_peer_exponential_graph(8)).savefig("one_peer8.png")  # doctest: +SKIP
+    """
+    if isinstance(topology, DynamicTopology):
+        if ax is not None:
+            raise ValueError(
+                "ax is only accepted for a static Topology; a DynamicTopology is drawn as one "
+                "panel per pattern in a new Figure. Drop ax, or draw one pattern: "
+                "draw(dynamic.at(t), ax=ax)."
+            )
+        return draw_dynamic_topology(topology, **kwargs)
+    if isinstance(topology, Topology):
+        return draw_topology(topology, ax=ax, **kwargs)
+    raise TypeError(
+        f"topology must be a bluefog.topology.Topology or DynamicTopology; got "
+        f"{type(topology).__name__}. Build one first, e.g. draw(exponential_graph(8))."
+    )
 
 
 def topology_positions(topology, seed: int = 0) -> dict:
@@ -101,12 +153,11 @@ def draw_topology(topology, ax=None, *, with_labels: bool = True, node_size: flo
     A. Hagberg, D. Schult, P. Swart, "Exploring network structure, dynamics, and function
     using NetworkX", SciPy 2008 (``draw_networkx_*``).
     """
-    from ._topology import Topology
-
     if not isinstance(topology, Topology):
         raise TypeError(
             f"topology must be a bluefog.topology.Topology; got {type(topology).__name__}. "
-            "For a DynamicTopology call its .draw() (one panel per pattern)."
+            "For a DynamicTopology use draw(dynamic) or draw_dynamic_topology (one panel per "
+            "pattern)."
         )
     if not (isinstance(max_edge_width, (int, float)) and max_edge_width > 0):
         raise ValueError(f"max_edge_width must be a positive number; got {max_edge_width!r}.")
@@ -167,12 +218,9 @@ def draw_dynamic_topology(dynamic, *, max_patterns: int = 8, panel_size: float =
     """
     from matplotlib.figure import Figure
 
-    from .dynamic import DynamicTopology
-
     if not isinstance(dynamic, DynamicTopology):
         raise TypeError(f"dynamic must be a DynamicTopology; got {type(dynamic).__name__}.")
-    if isinstance(max_patterns, bool) or not isinstance(max_patterns, int) or max_patterns < 1:
-        raise ValueError(f"max_patterns must be an int >= 1; got {max_patterns!r}.")
+    max_patterns = check_positive_int(max_patterns, "max_patterns")
     patterns = dynamic.patterns[:max_patterns]
     k = len(patterns)
     cols = min(k, 4)
@@ -184,5 +232,5 @@ def draw_dynamic_topology(dynamic, *, max_patterns: int = 8, panel_size: float =
                  else f"pool[{idx}]")
         draw_topology(pattern, ax=ax, title=f"{label}\n{pattern.name}", **kwargs)
     shown = "" if len(dynamic.patterns) == k else f" (first {k} of {len(dynamic.patterns)})"
-    fig.suptitle(f"{dynamic.name}{shown}", fontsize=10)
+    fig.suptitle(f"{dynamic.name}{shown}, rho per step={dynamic.rho:.3f}", fontsize=10)
     return fig

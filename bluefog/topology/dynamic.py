@@ -189,13 +189,6 @@ class DynamicTopology:
         """``1 - rho`` (per step): larger means faster mixing."""
         return 1.0 - self.rho
 
-    def draw(self, **kwargs):
-        """Draw the patterns of one period side by side; returns the matplotlib ``Figure``.
-        See :func:`bluefog.topology.drawing.draw_dynamic_topology`."""
-        from .drawing import draw_dynamic_topology
-
-        return draw_dynamic_topology(self, **kwargs)
-
     def __repr__(self) -> str:
         return (f"DynamicTopology({self._name}, size={self.size}, period={self._period}, "
                 f"patterns={len(self._patterns)}, rho={self.rho:.4f})")

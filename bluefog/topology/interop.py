@@ -75,7 +75,7 @@ def from_networkx(G, weights: str = "metropolis", *, require: str = "row",
         Stochasticity demanded of the resulting ``W``.
     name : str, optional
     layout : {"spring", "circular", "grid", "shell"}
-        Layout used by :meth:`Topology.draw`.
+        Layout used by :func:`~bluefog.topology.draw`.
 
     Returns
     -------
@@ -185,7 +185,7 @@ def from_matrix(W, require: str = "row", *, name: str = "from_matrix",
     require : {"row", "column", "doubly", "none"}
     name : str
     layout : {"circular", "grid", "spring", "shell"}
-        Layout used by :meth:`Topology.draw`.
+        Layout used by :func:`~bluefog.topology.draw`.
 
     Returns
     -------
