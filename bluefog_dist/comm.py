@@ -37,16 +37,14 @@ JOSS 6(65), 3419 (2021).
 from __future__ import annotations
 
 import contextlib
-import math
 import os
-from numbers import Real
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bluefog.comm import ScheduleCommunicator, _float_leaves
-from bluefog.topology.schedule import Round, compile_schedule
+from bluefog.comm import ScheduleCommunicator, dynamic
+from bluefog.topology.schedule import Round
 
 from .timeline import ENV_VAR as TIMELINE_ENV, Timeline, timeline_path
 
@@ -156,6 +154,8 @@ class MpiComm(ScheduleCommunicator):
     ``lax.ppermute``; a rank paired with itself sends nothing.
     """
 
+    _static_rank = True  # rank() is this process's Python int
+
     def __init__(self, comm=None, *, local_size: int | None = None, timeline: str | None = None):
         MPI = _mpi()
         import mpi4jax  # noqa: F401  (fails early, with mpi4jax's own ABI message)
@@ -171,7 +171,6 @@ class MpiComm(ScheduleCommunicator):
         self._rank = self._comm.Get_rank()
         self._timeline = None
         self._op = "op"
-        self._dyn_cache: dict = {}
         self._setup_local(MPI, local_size)
         spec = timeline if timeline is not None else os.environ.get(TIMELINE_ENV) or None
         if spec is not None:
@@ -362,154 +361,19 @@ class MpiComm(ScheduleCommunicator):
     hierarchical_neighbor_allreduce.__doc__ = \
         ScheduleCommunicator.hierarchical_neighbor_allreduce.__doc__
 
-    # ---- neighbor_allreduce, static and dynamic -----------------------------------------------
+    # ---- neighbor_allreduce: the per-call form learns the other ranks' specs -----------------
     def neighbor_allreduce(self, x, topology=None, t=None, *, self_weight=None,
                            src_weights=None, dst_weights=None):
-        r"""Weighted neighbour average, with a topology or Bluefog's dynamic per-call form.
-
-        **Topology form** ``neighbor_allreduce(x, topology, t)``: :math:`x_i^{+} =
-        \sum_j W_{ij}(t) x_j`, one ``sendrecv`` per schedule round (see
-        :meth:`bluefog.comm.ScheduleCommunicator.neighbor_allreduce`).
-
-        **Dynamic form** ``neighbor_allreduce(x, self_weight=s, src_weights={j: a_j},
-        dst_weights={k: b_k})`` (Bluefog's ``neighbor_allreduce`` with explicit weights):
-        this rank ``i`` sends :math:`b_{k} x_i` to every ``k`` in ``dst_weights`` and
-        computes
-
-        .. math:: x_i^{+} = s\, x_i + \sum_{j \in \mathrm{src}(i)} a_j\,\bigl(b^{(j)}_{i}\, x_j\bigr),
-
-        i.e. one call with :math:`W_{ii} = s`, :math:`W_{ij} = a_j b^{(j)}_i`. ``dst_weights``
-        may be a dict ``{rank: weight}``, a list of ranks (weight 1) or ``None`` (send with
-        weight 1 to every rank that lists this one in its ``src_weights``). A receiver must
-        know its senders: the keys of ``src_weights`` on rank ``i`` must be exactly the ranks
-        whose ``dst_weights`` contain ``i``. This agreement is checked with one host
-        ``allgather`` of the (static) peer lists (every rank raises the same
-        ``ValueError`` naming the ranks on a mismatch), and the agreed edges are compiled into a schedule of full permutations
-        exactly like a topology. The allgather runs each time the call is *traced* (once
-        per compilation under ``jit``; every call when used eagerly).
-
-        Parameters
-        ----------
-        x : pytree of floating arrays
-        topology : Topology or DynamicTopology (topology form)
-        t : int or traced int, optional (topology form, time-varying topologies)
-        self_weight : float (dynamic form)
-        src_weights : dict {int: float} (dynamic form)
-        dst_weights : dict {int: float}, sequence of int, or None (dynamic form)
-
-        Reference: Bluefog ``bf.neighbor_allreduce(tensor, self_weight, src_weights,
-        dst_weights)`` (Ying et al., 2021).
-        """
-        dynamic = self_weight is not None or src_weights is not None or dst_weights is not None
-        if not dynamic:
-            if topology is None:
-                raise TypeError(
-                    "neighbor_allreduce: pass a topology, neighbor_allreduce(x, topology, t), or "
-                    "the dynamic form neighbor_allreduce(x, self_weight=0.5, src_weights={j: "
-                    "0.5}, dst_weights={k: 1.0}); got neither."
-                )
-            with self._named("neighbor_allreduce"):
-                return super().neighbor_allreduce(x, topology, t)
-        if topology is not None or t is not None:
-            raise TypeError(
-                "neighbor_allreduce: the dynamic form (self_weight/src_weights/dst_weights) "
-                "replaces the topology for one call; got a topology or t as well. Call either "
-                "neighbor_allreduce(x, topology, t) or neighbor_allreduce(x, self_weight=..., "
-                "src_weights=..., dst_weights=...)."
-            )
-        leaves, treedef = _float_leaves(x, "neighbor_allreduce")
-        schedule = self._dynamic_schedule(self_weight, src_weights, dst_weights)
         with self._named("neighbor_allreduce"):
-            out = self._mix(leaves, schedule)
-        return jax.tree_util.tree_unflatten(treedef, out)
+            return super().neighbor_allreduce(x, topology, t, self_weight=self_weight,
+                                              src_weights=src_weights, dst_weights=dst_weights)
 
-    def _local_dynamic_spec(self, self_weight, src_weights, dst_weights):
-        """This rank's (self, src, dst) as plain floats, or an error string."""
-        op = "neighbor_allreduce"
-        me, n = self._rank, self.size
+    neighbor_allreduce.__doc__ = ScheduleCommunicator.neighbor_allreduce.__doc__
 
-        def weight(value, what):
-            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-                raise ValueError(f"{op}: {what} must be a finite real number; got {value!r}.")
-            return float(value)
-
-        def peer(key, what):
-            if isinstance(key, bool) or not isinstance(key, (int, np.integer)):
-                raise ValueError(f"{op}: {what} keys must be int ranks; got {key!r}.")
-            if not 0 <= int(key) < n or int(key) == me:
-                raise ValueError(
-                    f"{op}: {what} keys must be other ranks in [0, {n}) (not this rank {me}; "
-                    f"its weight is self_weight); got {key}.")
-            return int(key)
-
-        if self_weight is None or src_weights is None:
-            raise ValueError(
-                f"{op}: the dynamic form needs both self_weight and src_weights on every rank "
-                f"(a receiver must know its senders); got self_weight={self_weight!r}, "
-                f"src_weights={src_weights!r}. Example: self_weight=0.5, src_weights={{{(me - 1) % n}: 0.5}}.")
-        s = weight(self_weight, "self_weight")
-        if not isinstance(src_weights, dict):
-            raise ValueError(f"{op}: src_weights must be a dict {{rank: weight}}; got "
-                             f"{type(src_weights).__name__}.")
-        src = {peer(k, "src_weights"): weight(v, f"src_weights[{k}]") for k, v in src_weights.items()}
-        if dst_weights is None:
-            dst = None
-        elif isinstance(dst_weights, dict):
-            dst = {peer(k, "dst_weights"): weight(v, f"dst_weights[{k}]")
-                   for k, v in dst_weights.items()}
-        elif isinstance(dst_weights, (list, tuple, set, frozenset, range)):
-            dst = {peer(k, "dst_weights"): 1.0 for k in dst_weights}
-        else:
-            raise ValueError(f"{op}: dst_weights must be a dict {{rank: weight}}, a list of ranks "
-                             f"or None; got {type(dst_weights).__name__}.")
-        return (s, tuple(sorted(src.items())), None if dst is None else tuple(sorted(dst.items())))
-
-    def _dynamic_schedule(self, self_weight, src_weights, dst_weights):
-        """Agree on the peers of one dynamic call (one host allgather) and compile them."""
-        try:
-            spec, error = self._local_dynamic_spec(self_weight, src_weights, dst_weights), None
-        except ValueError as err:
-            spec, error = None, str(err)
+    def _agree_specs(self, spec_of):
+        """One host ``allgather`` of this rank's (spec, error): every rank raises the same."""
         # Collective BEFORE raising: a rank that raised alone would leave the others waiting.
-        gathered = self._comm.allgather((spec, error))
-        bad = [(r, e) for r, (_, e) in enumerate(gathered) if e is not None]
-        if bad:
-            raise ValueError("; ".join(f"rank {r}: {e}" for r, e in bad))
-        specs = tuple(s for s, _ in gathered)
-        if specs in self._dyn_cache:
-            return self._dyn_cache[specs]
-        n = self.size
-        W = np.zeros((n, n))
-        problems = []
-        for i, (s, src, _dst) in enumerate(specs):
-            W[i, i] = s
-        for i, (_s, src, _dst) in enumerate(specs):
-            for j, a in src:
-                dst_j = specs[j][2]
-                if dst_j is None:
-                    b = 1.0
-                else:
-                    dmap = dict(dst_j)
-                    if i not in dmap:
-                        problems.append(f"rank {i} lists rank {j} in src_weights but rank {j}'s "
-                                        f"dst_weights {sorted(dmap)} do not include {i}")
-                        continue
-                    b = dmap[i]
-                W[i, j] = a * b
-        for j, (_s, _src, dst) in enumerate(specs):
-            for i, _b in (dst or ()):
-                if j not in dict(specs[i][1]):
-                    problems.append(f"rank {j} lists rank {i} in dst_weights but rank {i}'s "
-                                    f"src_weights {sorted(dict(specs[i][1]))} do not include {j}")
-        if problems:
-            raise ValueError(
-                "neighbor_allreduce (dynamic form): senders and receivers disagree: "
-                + "; ".join(problems)
-                + ". Each receiver must list its senders in src_weights and each sender its "
-                "receivers in dst_weights (or pass dst_weights=None to infer them).")
-        schedule = compile_schedule(W)
-        self._dyn_cache[specs] = schedule
-        return schedule
+        return dynamic.agreed(self._comm.allgather(dynamic.attempt(spec_of, self._rank)))
 
     # ---- misc -----------------------------------------------------------------------------
     @property

@@ -110,7 +110,7 @@ def _check_all_ops(topo, X, out, atol, dtype):
         assert gathered.shape == (n, n) + x.shape[1:]
         for i in range(n):
             np.testing.assert_array_equal(gathered[i], x)
-        # neighbor_allgather: slots are (value, source, weight) of real in-neighbours or padding
+        # neighbor_allgather: slots are (value, source, weight) of real in-neighbors or padding
         nag = out["nag"]
         vals = np.asarray(jax.tree_util.tree_leaves(nag.values)[k], dtype=np.float64)
         srcs, ws = np.asarray(nag.sources), np.asarray(nag.weights, dtype=np.float64)

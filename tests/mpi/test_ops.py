@@ -176,7 +176,7 @@ def _dense_from_dynamic(n, spec):
 
 @pytest.mark.parametrize("infer_dst", [False, True])
 def test_dynamic_form_matches_dense_oracle(comm, rank, size, infer_dst):
-    def spec(i):  # receive from the left neighbour with 0.3; sender scales by 2 (or 1)
+    def spec(i):  # receive from the left neighbor with 0.3; sender scales by 2 (or 1)
         src = {} if size == 1 else {(i - 1) % size: 0.3}
         dst = None if infer_dst else ({} if size == 1 else {(i + 1) % size: 2.0})
         return 0.4, src, dst
@@ -187,6 +187,27 @@ def test_dynamic_form_matches_dense_oracle(comm, rank, size, infer_dst):
         x, self_weight=s, src_weights=src, dst_weights=dst))(jnp.asarray(X[rank]))
     W = _dense_from_dynamic(size, spec)
     np.testing.assert_allclose(out, (W @ X)[rank], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("form", ["plain", "callable"])
+def test_dynamic_form_callables_match_dense_oracle(comm, rank, size, form):
+    """Bluefog's averaging test: in-neighbors rank - 2^k with 1/(d+1), dst_weights a list; the
+    callable form (rank -> value, as the simulator needs) is evaluated at this rank."""
+    hops = [2 ** k for k in range(int(np.ceil(np.log2(size))))] if size > 1 else []
+    w = 1.0 / (len(hops) + 1)
+
+    def spec(i):
+        return w, {(i - h) % size: w for h in hops}, [(i + h) % size for h in hops]
+
+    if form == "plain":
+        args = dict(zip(("self_weight", "src_weights", "dst_weights"), spec(rank)))
+    else:
+        args = dict(self_weight=lambda r: spec(r)[0], src_weights=lambda r: spec(r)[1],
+                    dst_weights=lambda r: spec(r)[2])
+    X = stacked(size, seed=4)["b"]
+    out = jax.jit(lambda x: comm.neighbor_allreduce(x, **args))(jnp.asarray(X[rank]))
+    W = _dense_from_dynamic(size, lambda i: (spec(i)[0], spec(i)[1], None))
+    np.testing.assert_allclose(out, np.tensordot(W, X, axes=1)[rank], rtol=1e-5, atol=1e-6)
 
 
 def test_dynamic_form_disagreement_raises_on_every_rank(comm, rank, size):

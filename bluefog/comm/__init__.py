@@ -1,0 +1,27 @@
+r"""The Communicator protocol that every algorithm is written against.
+
+An algorithm is written from **one agent's point of view**. It never branches on the rank in
+Python; per-agent quantities (weights, data) are looked up with :meth:`Communicator.rank`.
+The same function then runs
+
+* in the simulator, for all agents at once under ``jax.vmap(f, axis_name="agents")``
+  (:class:`bluefog_sim.SimComm`: ``lax.ppermute`` / ``lax.psum`` over the named axis), and
+* under ``mpirun``, one agent per rank (:class:`bluefog_dist.MpiComm`: ``mpi4jax``).
+
+The mixing logic (rounds of full permutations, weights, dynamic pattern selection with
+``lax.switch``, hierarchical averaging, Bluefog's per-call weights) lives **once**, in
+:class:`ScheduleCommunicator`; a backend only supplies a handful of primitives: exchange one
+full permutation, sum over all agents, gather all agents, broadcast, barrier and the agent
+index.
+
+Every operation accepts a pytree of floating-point arrays and returns one of the same
+structure, shapes and dtypes.
+
+Modules: :mod:`.protocol` (the protocol), :mod:`.base` (``ScheduleCommunicator``),
+:mod:`.dynamic` (per-call weights), :mod:`.leaves` (the shared input check).
+"""
+
+from .base import ScheduleCommunicator
+from .protocol import Communicator, NeighborValues
+
+__all__ = ["Communicator", "NeighborValues", "ScheduleCommunicator"]

@@ -1,0 +1,73 @@
+r"""The Communicator protocol and the result type of ``neighbor_allgather``.
+
+An algorithm is written from **one agent's point of view** against :class:`Communicator`;
+:class:`bluefog.comm.ScheduleCommunicator` implements it once for every backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import jax
+
+__all__ = ["Communicator", "NeighborValues", "PyTree"]
+
+PyTree = Any
+
+
+class NeighborValues(NamedTuple):
+    """Result of :meth:`Communicator.neighbor_allgather` for one agent.
+
+    Attributes
+    ----------
+    values : pytree, each leaf of shape ``(R, *leaf.shape)``
+        What this agent received in each of the ``R`` schedule rounds.
+    sources : int32 array, shape ``(R,)``
+        The sending agent of each round.
+    weights : array, shape ``(R,)``
+        ``W[i, sources[r]]``; 0 marks a padding exchange (not an in-neighbor).
+    """
+
+    values: PyTree
+    sources: jax.Array
+    weights: jax.Array
+
+
+@runtime_checkable
+class Communicator(Protocol):
+    """What an algorithm may ask of its backend (see :mod:`bluefog.comm`)."""
+
+    size: int
+    local_size: int
+
+    def rank(self):
+        """This agent's index in ``[0, size)`` (a traced int32 in the simulator)."""
+
+    def neighbor_allreduce(self, x: PyTree, topology=None, t=None, *, self_weight=None,
+                           src_weights=None, dst_weights=None) -> PyTree:
+        r""":math:`x_i^{+} = \sum_j W_{ij}(t)\, x_j` for this agent ``i``, with ``W`` from a
+        topology or from Bluefog's per-call weights (``self_weight``, ``src_weights``,
+        ``dst_weights``)."""
+
+    def neighbor_allgather(self, x: PyTree, topology, t=None) -> NeighborValues:
+        """Values of this agent's in-neighbors, one per schedule round."""
+
+    def allreduce(self, x: PyTree, average: bool = True) -> PyTree:
+        r""":math:`\tfrac1n\sum_j x_j` (or the sum if ``average=False``)."""
+
+    def broadcast(self, x: PyTree, root: int) -> PyTree:
+        """Agent ``root``'s value, on every agent."""
+
+    def allgather(self, x: PyTree) -> PyTree:
+        """Every agent's value, stacked along a new leading axis of size ``size``."""
+
+    def barrier(self) -> None:
+        """Synchronise all agents (a no-op in the simulator)."""
+
+    def uniform(self, value):
+        """Declare ``value`` equal on every agent (e.g. a function of the step counter), so
+        that ``lax.cond``/``lax.switch`` on it runs one branch in every backend."""
+
+    def hierarchical_neighbor_allreduce(self, x: PyTree, machine_topology, t=None) -> PyTree:
+        r"""Average within each machine, then mix across machines (see
+        :meth:`ScheduleCommunicator.hierarchical_neighbor_allreduce`)."""
