@@ -12,7 +12,7 @@ from bluefog.topology import (
     ring_graph,
     validate_weights,
 )
-from bluefog.topology.validation import check_positive_int, check_size_matches
+from bluefog.topology.validation import check_positive_int
 
 
 @pytest.mark.parametrize("W,kwargs,exc,match", [
@@ -59,8 +59,6 @@ def test_check_helpers():
         check_positive_int(True, "n")
     with pytest.raises(ValueError, match=r"k must be an integer >= 2; got 1. Use k=2 or larger"):
         check_positive_int(1, "k", minimum=2)
-    with pytest.raises(ValueError, match=r"sizes: expected 4, got 5. fix it"):
-        check_size_matches(4, 5, "sizes", "fix it")
 
 
 def test_topology_argument_errors():

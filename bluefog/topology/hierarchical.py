@@ -21,7 +21,7 @@ from ._topology import Topology
 from .dynamic import DynamicTopology
 from .validation import check_positive_int
 
-__all__ = ["machine_average_topology", "lift_machine_topology", "hierarchical_weights"]
+__all__ = ["machine_average_topology", "lift_machine_topology"]
 
 
 @lru_cache(maxsize=64)
@@ -63,9 +63,3 @@ def _lift_dynamic(t: DynamicTopology, L: int) -> DynamicTopology:
         _DYN_CACHE[key] = DynamicTopology([_lift(p, L) for p in t.patterns], period=t.period,
                                           seed=t._seed, name=f"lifted({t.name}, local_size={L})")
     return _DYN_CACHE[key]
-
-
-def hierarchical_weights(machine_weights, local_size: int) -> np.ndarray:
-    """Dense oracle :math:`W^{\\text{machine}} \\otimes \\tfrac1L \\mathbf 1\\mathbf 1^\\top`."""
-    L = check_positive_int(local_size, "local_size")
-    return np.kron(np.asarray(machine_weights, dtype=np.float64), np.full((L, L), 1.0 / L))

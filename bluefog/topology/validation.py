@@ -10,18 +10,12 @@ import numpy as np
 
 from ..validation import check_positive_int  # noqa: F401  (re-exported: one rule)
 
-__all__ = ["STOCHASTICITY", "validate_weights", "check_positive_int", "check_size_matches"]
+__all__ = ["STOCHASTICITY", "validate_weights", "check_positive_int"]
 
 #: Accepted values of ``require`` in :func:`validate_weights`.
 STOCHASTICITY = ("row", "column", "doubly", "none")
 
 _ATOL = 1e-10
-
-
-def check_size_matches(expected: int, received: int, what: str, fix: str) -> None:
-    """Raise a ``ValueError`` if two sizes differ, naming both and the fix."""
-    if int(expected) != int(received):
-        raise ValueError(f"{what}: expected {expected}, got {received}. {fix}")
 
 
 def validate_weights(weights, *, require: str = "row", name: str = "weights",
