@@ -82,8 +82,14 @@ class _Progress:
 
 def _nonfinite_error(step: int, agent: int, last: int, history: dict, algorithm) -> NonFiniteError:
     who = f"agent {agent}'s state" if agent >= 0 else "a metric (the state was finite)"
-    hint = (f" Likely cause: the step size is too large for this problem ({algorithm.name} "
-            f"{algorithm.config}); lower it." if algorithm.config.get("lr") is not None else "")
+    if step == 0:
+        hint = (" Likely cause: the initial state or the data contain NaN or infinity (check "
+                "x0 / problem.init_params and problem.data).")
+    elif algorithm.config.get("lr") is not None:
+        hint = (f" Likely cause: the step size is too large for this problem ({algorithm.name} "
+                f"{algorithm.config}); lower it.")
+    else:
+        hint = ""
     return NonFiniteError(
         f"the run diverged: {who} is not finite at step {step} (last finite record: step "
         f"{last}).{hint} Pass on_nonfinite='continue' to keep running anyway (e.g. to study "
