@@ -89,3 +89,18 @@ def test_divergence_raises_on_every_rank_with_the_step(rank, size):
 
     steps = MPI.COMM_WORLD.allgather((err.step, err.agent))
     assert len(set(steps)) == 1
+
+
+def test_world_size_one_says_a_single_agent_runs(size):
+    """`python script.py --backend mpi` without bfrun runs one agent: say so."""
+    import warnings
+
+    problem = make_problem("quadratic", size)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bluefog_dist.run(local_dgd(), problem, ring_graph(size), 5, progress=False)
+    single = [w for w in caught if "the MPI world size is 1" in str(w.message)]
+    assert len(single) == (1 if size == 1 else 0)
+    if single:
+        assert single[0].category is RuntimeWarning
+        assert "bfrun -np N" in str(single[0].message)
