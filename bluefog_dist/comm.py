@@ -1,7 +1,7 @@
 r"""``MpiComm``: the Communicator protocol under ``mpirun``, one agent per rank, with mpi4jax.
 
 The mixing logic (rounds of full permutations, weights, ``lax.switch`` over the patterns of a
-time-varying topology, hierarchical averaging) is inherited from
+time-varying topology, hierarchical averaging, Bluefog's per-call weights) is inherited from
 :class:`bluefog.comm.ScheduleCommunicator`; this module only supplies the primitives:
 
 ==================  ==========================================================================
@@ -14,17 +14,14 @@ primitive           MPI call (on a communicator cloned from ``COMM_WORLD``)
 ``_gather``         ``mpi4jax.allgather``
 ``broadcast``       ``mpi4jax.bcast``
 ``barrier``         ``mpi4jax.barrier``
-``_local_average``  ``mpi4jax.allreduce`` on the shared-memory sub-communicator
-                    (``Split_type(COMM_TYPE_SHARED)``), divided by ``local_size``
+``_local_average``  ``mpi4jax.allreduce`` on the machine's sub-communicator
+                    (:mod:`bluefog_dist.machines`), divided by ``local_size``
+``_agree_specs``    one host ``allgather`` of this rank's per-call weights
 ==================  ==========================================================================
 
-All leaves of one dtype are packed into one contiguous buffer, so a pytree costs one message
-per dtype per round rather than one per leaf. Dtypes mpi4jax lacks (float16, bfloat16) travel
-bit-cast to unsigned integers (exact), or as float32 inside reductions.
-
-Bluefog's *dynamic* form of ``neighbor_allreduce`` (explicit ``self_weight``,
-``src_weights``, ``dst_weights`` for one call) is also supported; see
-:meth:`MpiComm.neighbor_allreduce`.
+The other jobs live next door: the wire format (one buffer per dtype, bit-cast 16-bit
+floats) in :mod:`bluefog_dist.wire`, machine detection in :mod:`bluefog_dist.machines`,
+message naming for the timeline in :mod:`bluefog_dist.op_names`.
 
 References
 ----------
@@ -36,7 +33,6 @@ JOSS 6(65), 3419 (2021).
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import jax
@@ -46,12 +42,12 @@ import numpy as np
 from bluefog.comm import ScheduleCommunicator, dynamic
 from bluefog.topology.schedule import Round
 
+from .machines import LOCAL_SIZE_ENV, find_machines
+from .op_names import OpNames, named_op
 from .timeline import ENV_VAR as TIMELINE_ENV, Timeline, timeline_path
+from .wire import pack, unpack
 
 __all__ = ["MpiComm", "LOCAL_SIZE_ENV"]
-
-#: Environment variable overriding the number of ranks per machine (tests, emulation).
-LOCAL_SIZE_ENV = "BLUEFOG_LOCAL_SIZE"
 
 
 def _mpi():
@@ -63,65 +59,6 @@ def _mpi():
             "with tools/setup_env.sh (or `pip install -e .[mpi]`). Check with `bfrun --check`."
         ) from err
     return MPI
-
-
-#: dtypes mpi4jax can send natively (its MPI_TYPE_MAP)
-_NATIVE = {"float32", "float64", "complex64", "complex128", "int8", "int16", "int32", "int64",
-           "uint8", "uint16", "uint32", "uint64", "bool"}
-_BITS = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint64}
-
-
-def _to_wire(buf, reduce: bool):
-    """A buffer mpi4jax can carry: 16-bit floats etc. travel bit-cast to unsigned integers
-    (exact) for copies, and as float32 for reductions (then rounded back once)."""
-    name = jnp.dtype(buf.dtype).name
-    if name in _NATIVE:
-        return buf
-    if reduce:
-        return buf.astype(jnp.float32)
-    return jax.lax.bitcast_convert_type(buf, _BITS[jnp.dtype(buf.dtype).itemsize])
-
-
-def _from_wire(buf, dtype):
-    if buf.dtype == dtype:
-        return buf
-    if jnp.issubdtype(buf.dtype, jnp.unsignedinteger):
-        return jax.lax.bitcast_convert_type(buf, dtype)
-    return buf.astype(dtype)
-
-
-def _pack(leaves, reduce: bool = False):
-    """Group leaves by dtype: ``[(dtype, indices, flat_wire_buffer)]``, one buffer per dtype,
-    so a pytree costs one message per dtype."""
-    groups: dict = {}
-    for idx, leaf in enumerate(leaves):
-        groups.setdefault(jnp.dtype(leaf.dtype), []).append(idx)
-    packed = []
-    for dtype, idxs in groups.items():
-        if len(idxs) == 1:
-            buf = jnp.reshape(leaves[idxs[0]], (-1,))
-        else:
-            buf = jnp.concatenate([jnp.reshape(leaves[i], (-1,)) for i in idxs])
-        packed.append((dtype, idxs, _to_wire(buf, reduce)))
-    return packed
-
-
-def _unpack(leaves, packed_out, lead=()):
-    """Inverse of :func:`_pack` for received buffers of shape ``lead + (total,)``."""
-    out = [None] * len(leaves)
-    for (dtype, idxs, _), buf in packed_out:
-        buf = _from_wire(buf, dtype)
-        offset = 0
-        for i in idxs:
-            shape, size = leaves[i].shape, int(np.prod(leaves[i].shape, dtype=np.int64))
-            piece = buf[..., offset:offset + size] if len(idxs) > 1 else buf
-            out[i] = jnp.reshape(piece, tuple(lead) + tuple(shape))
-            offset += size
-    return out
-
-
-def _nbytes(buf) -> int:
-    return int(np.prod(buf.shape, dtype=np.int64)) * jnp.dtype(buf.dtype).itemsize
 
 
 class MpiComm(ScheduleCommunicator):
@@ -169,70 +106,12 @@ class MpiComm(ScheduleCommunicator):
         self._comm = base.Clone()
         self.size = self._comm.Get_size()
         self._rank = self._comm.Get_rank()
-        self._timeline = None
-        self._op = "op"
-        self._setup_local(MPI, local_size)
+        machines = find_machines(self._comm, MPI, local_size)
+        self.local_size = machines.local_size
+        self._local_comm, self._local_error = machines.local_comm, machines.error
         spec = timeline if timeline is not None else os.environ.get(TIMELINE_ENV) or None
-        if spec is not None:
-            self._timeline = Timeline.for_path(timeline_path(spec, self._rank), self._rank)
-
-    # ---- construction helpers -------------------------------------------------------------
-    def _setup_local(self, MPI, local_size):
-        """Find machines; one allgather so that every rank reaches the same verdict."""
-        requested, error = None, None
-        source = "local_size"
-        if local_size is None and os.environ.get(LOCAL_SIZE_ENV):
-            local_size, source = os.environ[LOCAL_SIZE_ENV], LOCAL_SIZE_ENV
-            try:
-                local_size = int(local_size)
-            except ValueError:
-                error = (f"{LOCAL_SIZE_ENV} must be a positive integer dividing the world size "
-                         f"{self.size}; got {os.environ[LOCAL_SIZE_ENV]!r}.")
-        if error is None and local_size is not None:
-            if isinstance(local_size, bool) or not isinstance(local_size, (int, np.integer)):
-                error = f"{source} must be an int; got {local_size!r}."
-            elif local_size < 1 or self.size % int(local_size):
-                error = (f"{source} must be a positive divisor of the world size {self.size}; "
-                         f"got {local_size}. Every machine holds the same number of ranks.")
-            else:
-                requested = int(local_size)
-        shared = self._comm.Split_type(MPI.COMM_TYPE_SHARED, key=self._rank)
-        node_first = shared.allreduce(self._rank, op=MPI.MIN)
-        node_size = shared.Get_size()
-        info = self._comm.allgather((requested, error, node_first, node_size))
-        errors = [(r, e) for r, (_, e, _, _) in enumerate(info) if e is not None]
-        if errors:
-            shared.Free()
-            r, e = errors[0]
-            raise ValueError(f"MpiComm: rank {r}: {e}")
-        reqs = {q for q, _, _, _ in info}
-        if len(reqs) != 1:
-            shared.Free()
-            raise ValueError(
-                "MpiComm: local_size differs between ranks: "
-                + ", ".join(f"rank {r}: {q}" for r, (q, _, _, _) in enumerate(info))
-                + ". Pass the same local_size (or BLUEFOG_LOCAL_SIZE) on every rank."
-            )
-        self._local_error = None
-        if requested is not None:
-            shared.Free()
-            self.local_size = requested
-            self._local_comm = self._comm.Split(self._rank // requested, key=self._rank)
-            return
-        L = node_size
-        consistent = all(s == L and first == (r // L) * L for r, (_, _, first, s) in enumerate(info))
-        self.local_size = L if consistent else 1
-        self._local_comm = shared
-        if not consistent:
-            layout = {}
-            for r, (_, _, first, _) in enumerate(info):
-                layout.setdefault(first, []).append(r)
-            self._local_error = (
-                "hierarchical_neighbor_allreduce needs machines made of equal blocks of "
-                f"consecutive ranks; MPI's shared-memory split gives {list(layout.values())}. "
-                "Launch with block placement (e.g. bfrun/mpiexec with -ppn), or set "
-                f"{LOCAL_SIZE_ENV} / MpiComm(local_size=...) to emulate machines."
-            )
+        self._ops = OpNames(None if spec is None else
+                            Timeline.for_path(timeline_path(spec, self._rank), self._rank))
 
     # ---- primitives -----------------------------------------------------------------------
     def rank(self) -> int:
@@ -248,12 +127,6 @@ class MpiComm(ScheduleCommunicator):
         # rank is static: the weight is a compile-time constant, not a gather.
         return jnp.asarray(np.asarray(values)[self._rank], dtype=dtype)
 
-    def _message(self, primitive: str, buf, fn, **args):
-        if self._timeline is None:
-            return fn(buf)
-        args["bytes"] = _nbytes(buf)
-        return self._timeline.timed(f"{self._op}/{primitive}", args, fn, buf)
-
     def _exchange(self, leaves, rnd: Round):
         import mpi4jax
 
@@ -261,15 +134,13 @@ class MpiComm(ScheduleCommunicator):
         dst = int(rnd.destinations[self._rank])
         if src == self._rank:  # paired with itself in this round (then dst == rank too)
             return list(leaves)
-        packed = _pack(leaves)
-        outs = []
-        for _, _, buf in packed:
-            out = self._message(
-                "sendrecv", buf,
-                lambda b, s=src, d=dst: mpi4jax.sendrecv(b, b, s, d, comm=self._comm),
-                source=src, dest=dst)
-            outs.append(out)
-        return _unpack(leaves, list(zip(packed, outs)))
+        packed = pack(leaves)
+        outs = [self._ops.message(
+                    "sendrecv", buf,
+                    lambda b: mpi4jax.sendrecv(b, b, src, dst, comm=self._comm),
+                    source=src, dest=dst)
+                for _, _, buf in packed]
+        return unpack(leaves, list(zip(packed, outs)))
 
     def _sum(self, leaves):
         if self.size == 1:
@@ -280,20 +151,22 @@ class MpiComm(ScheduleCommunicator):
         import mpi4jax
 
         MPI = _mpi()
-        packed = _pack(leaves, reduce=True)
-        outs = [self._message(name, buf, lambda b: mpi4jax.allreduce(b, op=MPI.SUM, comm=comm))
+        packed = pack(leaves, reduce=True)
+        outs = [self._ops.message(name, buf,
+                                  lambda b: mpi4jax.allreduce(b, op=MPI.SUM, comm=comm))
                 for _, _, buf in packed]
-        return _unpack(leaves, list(zip(packed, outs)))
+        return unpack(leaves, list(zip(packed, outs)))
 
     def _gather(self, leaves):
         import mpi4jax
 
         if self.size == 1:
             return [leaf[None] for leaf in leaves]
-        packed = _pack(leaves)
-        outs = [self._message("allgather", buf, lambda b: mpi4jax.allgather(b, comm=self._comm))
+        packed = pack(leaves)
+        outs = [self._ops.message("allgather", buf,
+                                  lambda b: mpi4jax.allgather(b, comm=self._comm))
                 for _, _, buf in packed]
-        return _unpack(leaves, list(zip(packed, outs)), lead=(self.size,))
+        return unpack(leaves, list(zip(packed, outs)), lead=(self.size,))
 
     def _local_average(self, leaves):
         if self._local_error is not None:
@@ -303,8 +176,16 @@ class MpiComm(ScheduleCommunicator):
         summed = self._allreduce(leaves, self._local_comm, "local_allreduce")
         return [v / jnp.asarray(self.local_size, v.dtype) for v in summed]
 
+    def _agree_specs(self, spec_of):
+        """One host ``allgather`` of this rank's (spec, error): every rank raises the same."""
+        # Collective BEFORE raising: a rank that raised alone would leave the others waiting.
+        return dynamic.agreed(self._comm.allgather(dynamic.attempt(spec_of, self._rank)))
+
     def broadcast(self, x, root: int):
-        """Rank ``root``'s value on every rank (``MPI_Bcast``); any dtypes."""
+        """Rank ``root``'s value on every rank (``MPI_Bcast``); any dtypes.
+
+        :math:`x_i^{+} = x_{\\text{root}}` for every rank ``i``.
+        """
         import mpi4jax
 
         root = self._check_root(root, "broadcast")
@@ -314,12 +195,13 @@ class MpiComm(ScheduleCommunicator):
         leaves = [jnp.asarray(leaf) for leaf in leaves]
         if self.size == 1:
             return jax.tree_util.tree_unflatten(treedef, leaves)
-        with self._named("broadcast"):
-            packed = _pack(leaves)
-            outs = [self._message("bcast", buf,
-                                  lambda b: mpi4jax.bcast(b, root, comm=self._comm), root=root)
+        with self._ops.named("broadcast"):
+            packed = pack(leaves)
+            outs = [self._ops.message("bcast", buf,
+                                      lambda b: mpi4jax.bcast(b, root, comm=self._comm),
+                                      root=root)
                     for _, _, buf in packed]
-        return jax.tree_util.tree_unflatten(treedef, _unpack(leaves, list(zip(packed, outs))))
+        return jax.tree_util.tree_unflatten(treedef, unpack(leaves, list(zip(packed, outs))))
 
     def barrier(self) -> None:
         """Block until every rank has reached this point (``MPI_Barrier``; also in ``jit``)."""
@@ -327,60 +209,19 @@ class MpiComm(ScheduleCommunicator):
 
         mpi4jax.barrier(comm=self._comm)
 
-    # ---- op names for the timeline ------------------------------------------------------------
-    @contextlib.contextmanager
-    def _named(self, op):
-        previous, self._op = self._op, op
-        try:
-            yield
-        finally:
-            self._op = previous
+    # ---- the shared ops, their messages named for the timeline -----------------------------
+    neighbor_allreduce = named_op("neighbor_allreduce", ScheduleCommunicator.neighbor_allreduce)
+    neighbor_allgather = named_op("neighbor_allgather", ScheduleCommunicator.neighbor_allgather)
+    allreduce = named_op("allreduce", ScheduleCommunicator.allreduce)
+    allgather = named_op("allgather", ScheduleCommunicator.allgather)
+    hierarchical_neighbor_allreduce = named_op(
+        "hierarchical_neighbor_allreduce", ScheduleCommunicator.hierarchical_neighbor_allreduce)
 
-    def allreduce(self, x, average: bool = True):
-        with self._named("allreduce"):
-            return super().allreduce(x, average)
-
-    allreduce.__doc__ = ScheduleCommunicator.allreduce.__doc__
-
-    def allgather(self, x):
-        with self._named("allgather"):
-            return super().allgather(x)
-
-    allgather.__doc__ = ScheduleCommunicator.allgather.__doc__
-
-    def neighbor_allgather(self, x, topology, t=None):
-        with self._named("neighbor_allgather"):
-            return super().neighbor_allgather(x, topology, t)
-
-    neighbor_allgather.__doc__ = ScheduleCommunicator.neighbor_allgather.__doc__
-
-    def hierarchical_neighbor_allreduce(self, x, machine_topology, t=None):
-        with self._named("hierarchical_neighbor_allreduce"):
-            return super().hierarchical_neighbor_allreduce(x, machine_topology, t)
-
-    hierarchical_neighbor_allreduce.__doc__ = \
-        ScheduleCommunicator.hierarchical_neighbor_allreduce.__doc__
-
-    # ---- neighbor_allreduce: the per-call form learns the other ranks' specs -----------------
-    def neighbor_allreduce(self, x, topology=None, t=None, *, self_weight=None,
-                           src_weights=None, dst_weights=None):
-        with self._named("neighbor_allreduce"):
-            return super().neighbor_allreduce(x, topology, t, self_weight=self_weight,
-                                              src_weights=src_weights, dst_weights=dst_weights)
-
-    neighbor_allreduce.__doc__ = ScheduleCommunicator.neighbor_allreduce.__doc__
-
-    def _agree_specs(self, spec_of):
-        """One host ``allgather`` of this rank's (spec, error): every rank raises the same."""
-        # Collective BEFORE raising: a rank that raised alone would leave the others waiting.
-        return dynamic.agreed(self._comm.allgather(dynamic.attempt(spec_of, self._rank)))
-
-    # ---- misc -----------------------------------------------------------------------------
     @property
     def timeline(self) -> Timeline | None:
         """The :class:`~bluefog_dist.timeline.Timeline` of this rank, or ``None`` when off."""
-        return self._timeline
+        return self._ops.timeline
 
     def __repr__(self) -> str:
         return (f"MpiComm(rank={self._rank}, size={self.size}, local_size={self.local_size}, "
-                f"timeline={'on' if self._timeline else 'off'})")
+                f"timeline={'on' if self.timeline else 'off'})")
