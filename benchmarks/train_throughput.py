@@ -6,7 +6,7 @@ in interleaved repetitions (so every variant sees the same machine load) and rep
 the minimum and median microseconds per step and the ratio to the no-communication limit:
 
 * ``none`` - the same vmapped training with no communication (the limit),
-* ``exponential`` - neighbour averaging over the static exponential graph (6 rounds),
+* ``exponential`` - neighbor averaging over the static exponential graph (6 rounds),
 * ``one_peer_exponential`` - the dynamic one-peer exponential graph (1 round per step),
 * ``gradient_allreduce`` - the Horovod baseline (``psum`` of gradients).
 
@@ -42,11 +42,11 @@ if ROOT not in sys.path:
 
 
 def _cfg(agents, *extra):
-    from algorithms.train import _validate, build_parser
+    from bluefog_train.cli import build_parser
+    from bluefog_train.config import validate_config
 
     cfg = vars(build_parser().parse_args(["--agents", str(agents), "--no-progress", *extra]))
-    _validate(cfg)
-    return cfg
+    return validate_config(cfg)
 
 
 def _variants():
@@ -74,7 +74,7 @@ def sim_throughput(agents=64, K=200, reps=9, batch_size=16):
     import jax
 
     import bluefog_sim
-    from algorithms.train import make_experiment
+    from bluefog_train.experiment import make_experiment
 
     fns, states, keys = {}, {}, bluefog_sim.agent_keys(0, agents)
     for name, extra in _variants().items():
@@ -97,7 +97,7 @@ def sim_throughput(agents=64, K=200, reps=9, batch_size=16):
 def sim_run_end_to_end(agents=64, steps=1000, record_every=20):
     """``bluefog_sim.run`` with the CLI's metrics: (run_seconds, compile_seconds)."""
     import bluefog_sim
-    from algorithms.train import make_experiment
+    from bluefog_train.experiment import make_experiment
 
     out = {}
     for name in ("none", "exponential"):
@@ -113,7 +113,7 @@ def mpi_worker(K, reps, batch_size):
     import jax
 
     import bluefog_dist
-    from algorithms.train import make_experiment
+    from bluefog_train.experiment import make_experiment
     from bluefog.engine import agent_key
 
     comm = bluefog_dist.default_comm()
@@ -159,7 +159,7 @@ def mpi_throughput(ranks, K, reps, batch_size):
 
 def accuracy_study(seeds=(0, 1, 2), steps=1000, agents=64):
     """Final test accuracy (averaged model) for each (split, method) over seeds."""
-    from algorithms.train import train
+    from bluefog_train.training import train
 
     splits = {"iid": [], "dirichlet(0.1)": ["--split", "dirichlet", "--alpha", "0.1"],
               "label_sorted": ["--split", "label_sorted"]}

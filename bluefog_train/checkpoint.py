@@ -1,65 +1,54 @@
-r"""Atomic checkpoints of all agents' state: one ``.npz`` with a JSON manifest, no pickle.
+r"""Atomic, validated checkpoints of all agents' state: one ``.npz``, a hashed JSON manifest.
 
-A checkpoint is ``<directory>/ckpt-<step:08d>.npz``, a NumPy zip holding
+A checkpoint is ``<directory>/ckpt-<step:08d>.npz``, a NumPy zip (stored, not compressed)
+holding
 
 * ``leaf_00000``, ``leaf_00001``, ... - the leaves of the (stacked, ``(n, ...)``) algorithm
   state in ``jax.tree_util`` flattening order;
 * ``__manifest__`` - UTF-8 JSON as a ``uint8`` array: format name and version, the step,
   for every leaf its pytree path (``jax.tree_util.keystr``), shape, dtype and SHA-256, and
-  free JSON ``metadata`` (the run's configuration and metric history).
+  free JSON ``metadata`` (the run's configuration and metric history);
+* ``__manifest_sha256__`` - the SHA-256 of the manifest bytes, so that a leaf replaced
+  together with its per-leaf hash is caught as well.
 
-Nothing is unpickled: :func:`numpy.load` runs with ``allow_pickle=False`` and the pytree
-structure is rebuilt from a *template* (the state a fresh ``init`` produces), whose paths,
-shapes and dtypes must match the manifest.
+**Reading never trusts the file.** Nothing is unpickled and :func:`numpy.load` is not used:
+only regular files are opened (never a FIFO, device or symbolic link, so nothing can hang
+or lead outside the directory); the manifest is checked field by field; every member's
+``.npy`` header must agree with the manifest (and with the *template*, the state a fresh
+``init`` produces) before a byte of data is read, and the data read is bounded by the
+file's size, so a header claiming terabytes costs nothing; extra or missing members are
+refused. Every problem is a :class:`CheckpointError` naming the file and the reason;
+:func:`restore_latest` then falls back to the newest checkpoint that validates and reports
+the skipped ones.
 
-**Atomicity.** :func:`save` writes to a temporary file in the same directory, ``fsync``\ s
-it, renames it over the final name with :func:`os.replace` (atomic on POSIX within a file
-system), then ``fsync``\ s the directory. A crash at any point leaves either no new file or
-a complete one; stray ``*.tmp`` files are ignored and removed by the next :func:`save`.
-Older checkpoints are pruned only *after* the new one is in place (``keep`` newest), so a
-good checkpoint always survives. :func:`latest` returns the newest checkpoint that passes
-validation (manifest, shapes, checksums), skipping damaged ones with a warning.
+**Atomicity.** :func:`save` writes a temporary file of its own in the same directory,
+``fsync``\ s it, renames it onto the final name with :func:`os.replace` (atomic on POSIX
+within a file system), then ``fsync``\ s the directory. A crash leaves either no new file or
+a complete one. :func:`save` deletes nothing but its own temporary file (another writer's
+temporary files are left alone and ignored by readers) and refuses to replace an existing
+checkpoint unless told to; deleting old checkpoints is the caller's decision
+(:func:`prunable`), which never selects the newest finite one.
 
 Reference: the write-temp/fsync/rename protocol of e.g. SQLite's and LevelDB's manifest
-updates; see also T. S. Pillai et al., "All file systems are not created equal: on the
-complexity of crafting crash-consistent applications", OSDI 2014.
+updates; T. S. Pillai et al., "All file systems are not created equal: on the complexity of
+crafting crash-consistent applications", OSDI 2014.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
+import stat
 import tempfile
-import warnings
-import zipfile
 
-import jax
 import numpy as np
 
-__all__ = ["CheckpointError", "save", "load", "latest", "list_checkpoints", "FORMAT", "VERSION"]
+from ._manifest import FORMAT, VERSION, CheckpointError, build_manifest, read_verified
 
-FORMAT = "bluefog-jax-checkpoint"
-VERSION = 1
+__all__ = ["CheckpointError", "save", "load", "latest", "restore_latest", "list_checkpoints",
+           "step_of", "prunable", "remove", "FORMAT", "VERSION"]
+
 _NAME = re.compile(r"^ckpt-(\d{8})\.npz$")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is damaged or does not fit the state it is restored into."""
-
-
-def _path_str(path) -> str:
-    return jax.tree_util.keystr(path)
-
-
-def _leaves_with_paths(tree):
-    flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
-    return [(_path_str(p), np.asarray(v)) for p, v in flat], treedef
-
-
-def _sha(a: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
 def _check_dir(directory) -> str:
@@ -82,7 +71,10 @@ def _fsync_dir(directory: str) -> None:
 
 
 def list_checkpoints(directory) -> list[tuple[int, str]]:
-    """``(step, path)`` of every ``ckpt-*.npz`` in ``directory``, newest first (unvalidated)."""
+    """``(step, path)`` of every ``ckpt-<8 digits>.npz`` entry of ``directory``, newest first.
+
+    Only names are read (nothing is opened or validated); a missing directory gives ``[]``.
+    """
     directory = _check_dir(directory)
     if not os.path.isdir(directory):
         return []
@@ -94,8 +86,50 @@ def list_checkpoints(directory) -> list[tuple[int, str]]:
     return sorted(found, reverse=True)
 
 
-def save(directory, state, *, step: int, metadata: dict | None = None, keep: int = 2) -> str:
-    """Write ``state`` atomically as ``<directory>/ckpt-<step>.npz``; return its path.
+def step_of(path) -> int:
+    """The step in a checkpoint's file name ``ckpt-<step:08d>.npz`` (``ValueError`` otherwise)."""
+    m = _NAME.match(os.path.basename(os.fspath(path)))
+    if not m:
+        raise ValueError(f"path must name a checkpoint ckpt-<8 digits>.npz; got {os.fspath(path)!r}.")
+    return int(m.group(1))
+
+
+def _write_new(directory: str, final: str, arrays: dict, replace: bool) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".tmp", dir=directory)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        if replace:
+            os.replace(tmp, final)
+        else:  # link(2) fails if the name exists: never clobber another run's checkpoint
+            _link_new(tmp, final)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.remove(tmp)  # only this call's own temporary file
+        raise
+
+
+def _link_new(tmp: str, final: str) -> None:
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links on this file system: check, then rename
+        if os.path.lexists(final):
+            raise FileExistsError(final) from None
+        os.replace(tmp, final)
+        return
+    os.remove(tmp)
+
+
+def save(directory, state, *, step: int, metadata: dict | None = None,
+         replace: bool = False) -> str:
+    """Write ``state`` atomically as ``<directory>/ckpt-<step:08d>.npz``; return its path.
 
     Parameters
     ----------
@@ -107,99 +141,62 @@ def save(directory, state, *, step: int, metadata: dict | None = None, keep: int
         The number of steps the state has taken (part of the file name).
     metadata : dict, optional
         JSON-serialisable data stored in the manifest (run configuration, history).
-    keep : int >= 1
-        Number of newest checkpoints kept; older ones are deleted after the new one is
-        safely in place.
+    replace : bool
+        Replace an existing checkpoint of the same step. Default ``False``: an existing file
+        is never overwritten (``FileExistsError``).
+
+    Raises
+    ------
+    FileExistsError
+        The checkpoint exists and ``replace`` is false.
     """
     directory = _check_dir(directory)
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
         raise ValueError(f"step must be a non-negative int; got {step!r}.")
-    if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 1:
-        raise ValueError(f"keep must be an int >= 1 (the newest checkpoint is always kept); got {keep!r}.")
-    leaves, _ = _leaves_with_paths(state)
-    if not leaves:
-        raise ValueError("state must contain at least one array; got an empty pytree.")
-    manifest = {
-        "format": FORMAT, "version": VERSION, "step": int(step),
-        "leaves": [{"path": p, "shape": list(a.shape), "dtype": a.dtype.str, "sha256": _sha(a)}
-                   for p, a in leaves],
-        "metadata": metadata or {},
-    }
-    try:
-        blob = json.dumps(manifest).encode()
-    except TypeError as err:
-        raise TypeError(f"metadata must be JSON-serialisable (no arrays or objects); {err}.") from None
+    arrays = build_manifest(state, int(step), metadata or {})
     os.makedirs(directory, exist_ok=True)
-    for name in os.listdir(directory):  # debris of an earlier crash
-        if name.startswith(".ckpt-") and name.endswith(".tmp"):
-            try:
-                os.remove(os.path.join(directory, name))
-            except OSError:  # pragma: no cover
-                pass
-    arrays = {f"leaf_{k:05d}": a for k, (_, a) in enumerate(leaves)}
-    arrays["__manifest__"] = np.frombuffer(blob, dtype=np.uint8)
     final = os.path.join(directory, f"ckpt-{int(step):08d}.npz")
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".tmp", dir=directory)
-    umask = os.umask(0)
-    os.umask(umask)
     try:
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        _write_new(directory, final, arrays, bool(replace))
+    except FileExistsError:
+        raise FileExistsError(
+            f"{final} already exists and was not written by this run; it is left as it is. "
+            "Choose another checkpoint directory or allow replacing it.") from None
     _fsync_dir(directory)
-    for _, old in list_checkpoints(directory)[keep:]:
-        os.remove(old)
     return final
 
 
-def _read(path: str):
-    """Manifest and arrays of ``path``, fully validated against the manifest's checksums."""
+def _open_regular(path: str, directory: str | None):
+    """Open ``path`` for reading if it is a regular file inside ``directory``; never blocks."""
+    if directory is not None:
+        inside = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+        if inside != os.path.realpath(directory):
+            raise CheckpointError(f"{path}: outside the checkpoint directory {directory}; not opened.")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if "__manifest__" not in z.files:
-                raise CheckpointError(f"{path}: no __manifest__ entry; not a {FORMAT} file.")
-            manifest = json.loads(bytes(z["__manifest__"]).decode())
-            if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-                raise CheckpointError(
-                    f"{path}: format {manifest.get('format')!r} version {manifest.get('version')!r}; "
-                    f"expected {FORMAT!r} version {VERSION}.")
-            arrays = []
-            for k, leaf in enumerate(manifest["leaves"]):
-                a = z[f"leaf_{k:05d}"]
-                if list(a.shape) != leaf["shape"] or a.dtype.str != leaf["dtype"] or _sha(a) != leaf["sha256"]:
-                    raise CheckpointError(f"{path}: leaf {leaf['path']} fails its shape/dtype/checksum.")
-                arrays.append(a)
-    except CheckpointError:
-        raise
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path}: unreadable checkpoint ({type(err).__name__}: {err}).") from None
-    return manifest, arrays
+        st = os.lstat(path)
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot be read ({err.strerror}).") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError(f"{path}: not a regular file (a FIFO, device, directory or "
+                              "symbolic link); not opened.")
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot be opened ({err.strerror}).") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped after lstat
+        os.close(fd)
+        raise CheckpointError(f"{path}: not a regular file; not read.")
+    return os.fdopen(fd, "rb")
 
 
-def latest(directory) -> str | None:
-    """Path of the newest checkpoint in ``directory`` that passes validation, or ``None``.
-
-    Damaged files (truncated, bad checksum) are skipped with a ``RuntimeWarning``.
-    """
-    for _, path in list_checkpoints(directory):
-        try:
-            _read(path)
-        except CheckpointError as err:
-            warnings.warn(f"skipping damaged checkpoint: {err}", RuntimeWarning, stacklevel=2)
-            continue
-        return path
-    return None
+def _read(path: str, template=None, directory: str | None = None):
+    with _open_regular(path, directory) as f:
+        return read_verified(f, path, template)
 
 
-def load(path, template):
-    """Restore a checkpoint into the structure of ``template``.
+def load(path, template, *, directory=None):
+    """Restore a checkpoint into the structure of ``template``, validating everything.
 
     Parameters
     ----------
@@ -209,6 +206,8 @@ def load(path, template):
         A state with the expected structure, shapes and dtypes (e.g. a fresh ``init``, or
         ``jax.ShapeDtypeStruct`` leaves from ``jax.eval_shape``); only its structure and
         leaf metadata are used.
+    directory : path, optional
+        Refuse ``path`` unless it lies directly in this directory.
 
     Returns
     -------
@@ -219,24 +218,99 @@ def load(path, template):
     Raises
     ------
     CheckpointError
-        If the file is damaged or was written for another model/optimizer/agent count.
+        If the file is not a regular file, is damaged or crafted (manifest fields, hashes,
+        members, headers), or was written for another model/optimizer/agent count.
     """
+    import jax
+
     path = _check_dir(path)
-    manifest, arrays = _read(path)
-    flat, treedef = jax.tree_util.tree_flatten_with_path(template)
-    want = [(_path_str(p), jax.ShapeDtypeStruct(np.shape(v), np.dtype(getattr(v, "dtype", None)
-                                                                    or np.asarray(v).dtype)))
-            for p, v in flat]
-    got = manifest["leaves"]
-    if [p for p, _ in want] != [leaf["path"] for leaf in got]:
-        raise CheckpointError(
-            f"{path}: the checkpoint's state structure {[leaf['path'] for leaf in got]} differs "
-            f"from the expected {[p for p, _ in want]}; it was written by another optimizer or "
-            "model. Resume with the same configuration or start a fresh checkpoint directory.")
-    for (p, a), leaf in zip(want, got):
-        if list(a.shape) != leaf["shape"] or np.dtype(a.dtype).str != leaf["dtype"]:
-            raise CheckpointError(
-                f"{path}: leaf {p} has shape {tuple(leaf['shape'])} dtype {leaf['dtype']} in the "
-                f"checkpoint but {tuple(a.shape)} {np.dtype(a.dtype).str} is expected (another model size or "
-                "number of agents?). Resume with the same configuration.")
+    treedef = jax.tree_util.tree_structure(template)
+    manifest, arrays = _read(path, template, None if directory is None else _check_dir(directory))
     return jax.tree_util.tree_unflatten(treedef, arrays), manifest
+
+
+def latest(directory) -> str | None:
+    """Path of the newest checkpoint of ``directory`` whose file validates, or ``None``.
+
+    Validates the file on its own (manifest, members, hashes; no template); damaged files
+    are skipped with a ``RuntimeWarning``. To restore into a state, use
+    :func:`restore_latest`, which also checks shapes and dtypes against the template.
+    """
+    import warnings
+
+    for _, path in list_checkpoints(directory):
+        try:
+            _read(path, None, _check_dir(directory))
+        except CheckpointError as err:
+            warnings.warn(f"skipping damaged checkpoint: {err}", RuntimeWarning, stacklevel=2)
+            continue
+        return path
+    return None
+
+
+def restore_latest(directory, template, *, check=None):
+    """The newest checkpoint of ``directory`` that validates against ``template`` (and ``check``).
+
+    Parameters
+    ----------
+    directory : path
+    template : pytree
+        As in :func:`load`.
+    check : callable ``(manifest, state) -> None``, optional
+        Further checks of the caller (e.g. the metadata it needs); raises
+        :class:`CheckpointError` to reject a checkpoint.
+
+    Returns
+    -------
+    path : str or None
+        ``None`` when no checkpoint validates.
+    state, manifest : as :func:`load` (``None`` when ``path`` is ``None``)
+    skipped : list of (path, reason)
+        The newer checkpoints that were rejected, newest first.
+    """
+    skipped = []
+    for _, path in list_checkpoints(directory):
+        try:
+            state, manifest = load(path, template, directory=directory)
+            if check is not None:
+                check(manifest, state)
+        except CheckpointError as err:
+            skipped.append((path, str(err)))
+            continue
+        return path, state, manifest, skipped
+    return None, None, None, skipped
+
+
+def prunable(written, keep: int) -> list[str]:
+    """The checkpoints a run may delete: all it wrote but the ``keep`` newest and the newest finite.
+
+    Parameters
+    ----------
+    written : list of (path, finite)
+        The checkpoints *this run* wrote (or adopted on resume), oldest first; ``finite``
+        tells whether every value of the state was finite.
+    keep : int >= 1
+
+    Returns
+    -------
+    list of str
+        Paths to delete. The newest finite checkpoint is never among them, so a run that
+        diverges (with ``--allow-nonfinite``) keeps a state to go back to.
+    """
+    finite = [p for p, ok in written if ok]
+    protect = {p for p, _ in written[-keep:]} | set(finite[-1:])
+    return [p for p, _ in written if p not in protect]
+
+
+def remove(path) -> None:
+    """Delete the checkpoint ``path`` (one of :func:`prunable`'s); a missing file is fine.
+
+    Only a regular file named like a checkpoint is deleted, never a directory or a link's
+    target.
+    """
+    step_of(path)
+    try:
+        if stat.S_ISREG(os.lstat(path).st_mode):
+            os.remove(path)
+    except FileNotFoundError:
+        pass

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .problems import split_dataset as partition
+from algorithms.problems import split_dataset as partition
 
 __all__ = ["PARTITIONS", "load_digits", "partition", "label_histogram", "synthetic_classification"]
 

@@ -184,14 +184,14 @@ def classification_problem(model: Model, X_shards, y_shards, *, batch_size: int,
         Weight decay :math:`\lambda`.
     """
     if not isinstance(model, Model):
-        raise TypeError(f"model must be an algorithms.models.Model (e.g. mlp()); got {type(model).__name__}.")
+        raise TypeError(f"model must be an bluefog_train.models.Model (e.g. mlp()); got {type(model).__name__}.")
     X_shards = jnp.asarray(X_shards, _float())
     y_shards = jnp.asarray(y_shards, jnp.int32)
     if X_shards.ndim != 3 or y_shards.shape != X_shards.shape[:2]:
         raise ValueError(
             "X_shards must be (n, m, input_dim) and y_shards (n, m); got X_shards.shape="
             f"{X_shards.shape}, y_shards.shape={y_shards.shape}. Build them with "
-            "algorithms.data.partition."
+            "bluefog_train.data.partition."
         )
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")

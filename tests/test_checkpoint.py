@@ -10,8 +10,9 @@ import jax
 import numpy as np
 import pytest
 
-from algorithms import checkpoint as ckpt
-from algorithms.train import build_parser, train
+from bluefog_train import checkpoint as ckpt
+from bluefog_train.cli import build_parser
+from bluefog_train.training import train
 
 
 def state(seed=0):
@@ -75,7 +76,7 @@ def test_process_killed_before_rename_keeps_previous(tmp_path):
     ckpt.save(tmp_path, state(1), step=10)
     child = textwrap.dedent(f"""
         import os, numpy as np
-        from algorithms import checkpoint as ckpt
+        from bluefog_train import checkpoint as ckpt
         ckpt.os.replace = lambda *a: os._exit(3)
         s = {{"count": np.zeros(4, np.int32), "params": {{"b": np.ones((4, 2), np.float32),
              "w": np.ones((4, 3, 2), np.float32)}}}}

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 import bluefog_sim
-from algorithms.data import (label_histogram, load_digits, partition, synthetic_classification)
-from algorithms.models import classification_problem, cnn, cross_entropy, mlp
-from algorithms.train import classification_metrics, main
+from bluefog_train.data import (label_histogram, load_digits, partition, synthetic_classification)
+from bluefog_train.models import classification_problem, cnn, cross_entropy, mlp
+from bluefog_train.cli import main
+from bluefog_train.experiment import classification_metrics
 
 
 @pytest.fixture
@@ -273,11 +274,11 @@ def test_mpi_backend_matches_simulator(tmp_path):
     the same stacked state as the simulator's."""
     from mpi_support import assert_mpi_ok, run_mpi
 
-    from algorithms import checkpoint as ckpt
+    from bluefog_train import checkpoint as ckpt
 
     common = ["--agents", "4", "--steps", "60", "--record-every", "20", "--no-progress",
               "--checkpoint-every", "60", "--optimizer", "dmsgd", "--topology", "exponential"]
-    proc = run_mpi(4, ["-c", "import sys; from algorithms.train import main; sys.exit(main())",
+    proc = run_mpi(4, ["-c", "import sys; from bluefog_train.cli import main; sys.exit(main())",
                        "--backend", "mpi", *common, "--out", str(tmp_path / "mpi.json"),
                        "--checkpoint-dir", str(tmp_path / "ck_mpi")], timeout=600)
     assert_mpi_ok(proc)

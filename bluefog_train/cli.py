@@ -1,0 +1,176 @@
+r"""``bluefog-train``: decentralized training of a classifier, in the simulator or under MPI.
+
+Examples
+--------
+::
+
+    bluefog-train --backend sim --agents 64 --topology exponential --optimizer dmsgd \
+        --steps 1000 --out runs/exp64.json --plot runs/exp64.png
+    bfrun -np 4 bluefog-train --backend mpi --agents 4 --steps 200 --out runs/mpi4.json
+
+Exit codes: 0 success; 2 a refused option or output location, or nothing to resume (before
+any step); 3 the run diverged (non-finite state or metric); ``128 + signal`` stopped by
+SIGTERM/SIGHUP/SIGINT at a checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from .experiment import OPTIMIZERS, TOPOLOGIES
+
+__all__ = ["build_parser", "main"]
+
+
+def _groups_run(p) -> None:
+    g = p.add_argument_group("run")
+    g.add_argument("--backend", choices=("sim", "mpi"), default="sim",
+                   help="sim: all agents in one process (jax.vmap); mpi: one agent per rank "
+                        "(launch under bfrun -np N / mpiexec -n N).")
+    g.add_argument("--agents", type=int, default=None,
+                   help="number of agents (None: 64 in sim, the world size under mpi)")
+    g.add_argument("--steps", type=int, default=1000, help="training steps in all")
+    g.add_argument("--seed", type=int, default=0, help="data split, initial model, minibatches")
+    g.add_argument("--record-every", type=int, default=None,
+                   help="metrics every this many steps (None: about steps/50, a divisor of "
+                        "--checkpoint-every when checkpointing)")
+    g.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="hide the progress bar")
+    g.add_argument("--allow-nonfinite", action="store_true",
+                   help="record NaN/inf and go on instead of stopping at the first non-finite "
+                        "state or loss (for studying divergence)")
+
+
+def _groups_model(p) -> None:
+    from algorithms.optim import COMMUNICATIONS
+
+    from .data import PARTITIONS
+
+    g = p.add_argument_group("communication")
+    g.add_argument("--topology", choices=TOPOLOGIES, default="exponential", help="agent graph")
+    g.add_argument("--communication", choices=COMMUNICATIONS, default="neighbor",
+                   help="what is exchanged")
+    g.add_argument("--style", choices=("atc", "awc"), default="atc",
+                   help="adapt-then-combine or adapt-while-combine")
+    g.add_argument("--steps-per-communication", type=int, default=1,
+                   help="local steps between exchanges")
+    g.add_argument("--local-size", type=int, default=1,
+                   help="agents per machine (hierarchical communication)")
+    g.add_argument("--machine-topology", choices=TOPOLOGIES, default="exponential",
+                   help="topology over machines for --communication hierarchical")
+    g = p.add_argument_group("optimizer")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default="dmsgd", help="local optimizer")
+    g.add_argument("--lr", type=float, default=0.1, help="step size (positive, finite)")
+    g.add_argument("--momentum", type=float, default=0.9, help="in [0, 1)")
+    g.add_argument("--batch-size", type=int, default=16, help="minibatch per agent")
+    g.add_argument("--l2", type=float, default=0.0, help="weight decay (finite, >= 0)")
+    g = p.add_argument_group("model and data")
+    g.add_argument("--model", choices=("mlp", "cnn"), default="mlp", help="classifier")
+    g.add_argument("--hidden", type=int, nargs="+", default=[64], help="MLP hidden widths")
+    g.add_argument("--track-agents", action="store_true",
+                   help="record every agent's own test accuracy (mean/min/max) at every record "
+                        "(one forward pass of every agent over the test set per record; the "
+                        "final per-agent accuracies are always reported)")
+    g.add_argument("--data", choices=("digits", "synthetic"), default="digits", help="data set")
+    g.add_argument("--synthetic-samples", type=int, default=20000, help="size of --data synthetic")
+    g.add_argument("--split", choices=PARTITIONS, default="iid", help="split across agents")
+    g.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration")
+
+
+def _groups_output(p) -> None:
+    g = p.add_argument_group("output and checkpoints (all checked before the first step)")
+    g.add_argument("--out", default=None, help="JSON file of metrics (rank 0 writes it)")
+    g.add_argument("--plot", default=None, help="PNG file with the curves")
+    g.add_argument("--checkpoint-dir", default=None, help="directory of ckpt-<step>.npz files")
+    g.add_argument("--checkpoint-every", type=int, default=0,
+                   help="save all agents' states every this many steps (0: never)")
+    g.add_argument("--keep", type=int, default=2,
+                   help="checkpoints of this run kept (the newest finite one always is)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue from the newest valid checkpoint in --checkpoint-dir")
+    g.add_argument("--overwrite", action="store_true",
+                   help="allow a fresh run to replace another run's checkpoints in "
+                        "--checkpoint-dir (they are deleted once this run's first is written)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``bluefog-train`` argument parser (option names are stable; ``--help`` shows defaults)."""
+    p = argparse.ArgumentParser(
+        prog="bluefog-train", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Decentralized training of a small classifier on scikit-learn's digits "
+                    "(or synthetic data) in the vmap simulator or under MPI.")
+    _groups_run(p)
+    _groups_model(p)
+    _groups_output(p)
+    return p
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def _summary(results: dict, agents: int) -> str:
+    f, t = results["final"], results["timing"]
+    sps = t["steps_per_second"]
+    return (f"{results['algorithm']['name']} | {results['topology']} | n={agents}: "
+            f"test accuracy {100 * f['test_accuracy']:.2f}% (averaged model), agents "
+            f"{100 * f['agent_accuracy_mean']:.2f}% mean [{100 * f['agent_accuracy_min']:.1f}, "
+            f"{100 * f['agent_accuracy_max']:.1f}], loss {f['loss']:.4f}, consensus distance "
+            f"{f['consensus_distance']:.2e}, {results['bytes_sent_per_agent_per_step'] / 1e3:.1f} "
+            f"kB/agent/step, " + (f"{sps:.0f} steps/s" if sps else "no steps run")
+            + f" (+{t['compile_seconds']:.1f}s compile)")
+
+
+def _write_outputs(results: dict, cfg: dict) -> None:
+    from .plotting import plot_history
+
+    if cfg["out"]:
+        import os
+
+        os.makedirs(os.path.dirname(os.path.abspath(cfg["out"])), exist_ok=True)
+        with open(cfg["out"], "w") as fh:
+            json.dump(results, fh, default=_json_default)
+        print(f"wrote {cfg['out']}")
+    if cfg["plot"]:
+        plot_history(results, cfg["plot"])
+        print(f"wrote {cfg['plot']}")
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``bluefog-train`` console script; returns the exit code.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments (default ``sys.argv[1:]``).
+    """
+    from .training import TrainingDiverged, TrainingStopped, train
+
+    cfg = vars(build_parser().parse_args(argv))
+    try:
+        results = train(cfg, progress=True if cfg["progress"] else False)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f"bluefog-train: error: {err}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as err:
+        print(f"bluefog-train: error: {err}", file=sys.stderr)
+        return 3
+    except TrainingStopped as err:
+        print(f"bluefog-train: {err}", file=sys.stderr)
+        return err.exit_code
+    if results is None:  # MPI rank > 0
+        return 0
+    results.pop("_final_params")
+    print(_summary(results, results["config"]["agents"]))
+    _write_outputs(results, cfg)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
