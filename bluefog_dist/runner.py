@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from bluefog.algorithm import Algorithm, Problem
 from bluefog.engine import CallbackError, RunResult, agent_key, execute
 
+from . import failfast
 from .agreement import agree
 from .comm import MpiComm
 
@@ -42,6 +43,7 @@ class MpiBackend:
     name = "mpi"
 
     def __init__(self, comm: MpiComm):
+        failfast.install()  # an uncaught exception on one rank ends the job, never a hang
         self.comm = comm
         self.size = comm.size
         self.rank = comm.rank()
