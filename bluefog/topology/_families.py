@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .validation import check_positive_int
+from .validation import check_num_agents
 
 __all__ = ["check_size", "check_seed", "circulant_adjacency", "check_probability"]
 
 
 def check_size(n, name: str = "n") -> int:
-    """``n`` as an int >= 1 (``TypeError``/``ValueError`` naming ``name`` otherwise)."""
-    return check_positive_int(n, name)
+    """``n`` as an int in ``[1, MAX_DENSE_AGENTS]`` (see
+    :func:`~bluefog.topology.validation.check_num_agents`)."""
+    return check_num_agents(n, name)
 
 
 def check_seed(seed, name: str = "seed") -> int:

@@ -19,7 +19,7 @@ from functools import cached_property
 import numpy as np
 
 from ._topology import Topology
-from .validation import check_positive_int
+from .validation import check_num_agents, check_positive_int
 
 __all__ = ["DynamicTopology", "RHO_HORIZON", "random_matching"]
 
@@ -207,7 +207,7 @@ def random_matching(n: int, seed: int = 0, pool_size: int = 16) -> DynamicTopolo
     Reference: S. Boyd, A. Ghosh, B. Prabhakar, D. Shah, "Randomized gossip algorithms",
     IEEE Trans. Inf. Theory 52(6) (2006).
     """
-    n = check_positive_int(n, "n")
+    n = check_num_agents(n, "n")
     pool_size = check_positive_int(pool_size, "pool_size")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an int; got {seed!r}.")

@@ -41,7 +41,7 @@ def exponential_offsets(n: int, base: int = 2) -> list[int]:
     >>> exponential_offsets(64), exponential_offsets(300, base=3)
     ([1, 2, 4, 8, 16, 32], [1, 3, 9, 27, 81, 243])
     """
-    n = check_size(n)
+    n = check_positive_int(n, "n")  # no dense matrix here: any n
     base = _check_base(base)
     hops, h = [], 1
     while h < n:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._topology import Topology
-from .validation import check_positive_int
+from .validation import check_num_agents, check_positive_int
 from .weights import metropolis_weights
 
 __all__ = ["grid_2d_graph", "torus_2d_graph"]
@@ -66,6 +66,7 @@ def grid_2d_graph(rows: int, cols: int) -> Topology:
     """
     rows = check_positive_int(rows, "rows")
     cols = check_positive_int(cols, "cols")
+    check_num_agents(rows * cols, "rows * cols")
     W = metropolis_weights(_mesh_adjacency(rows, cols, periodic=False))
     return Topology(W, name=f"grid_2d({rows}x{cols})", require="doubly", layout="grid",
                     grid_shape=(rows, cols))
@@ -96,6 +97,7 @@ def torus_2d_graph(rows: int, cols: int) -> Topology:
     """
     rows = check_positive_int(rows, "rows")
     cols = check_positive_int(cols, "cols")
+    check_num_agents(rows * cols, "rows * cols")
     W = metropolis_weights(_mesh_adjacency(rows, cols, periodic=True))
     return Topology(W, name=f"torus_2d({rows}x{cols})", require="doubly", layout="grid",
                     grid_shape=(rows, cols))

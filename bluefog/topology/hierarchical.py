@@ -19,7 +19,7 @@ import numpy as np
 
 from ._topology import Topology
 from .dynamic import DynamicTopology
-from .validation import check_positive_int
+from .validation import check_num_agents, check_positive_int
 
 __all__ = ["machine_average_topology", "lift_machine_topology"]
 
@@ -27,7 +27,7 @@ __all__ = ["machine_average_topology", "lift_machine_topology"]
 @lru_cache(maxsize=64)
 def machine_average_topology(size: int, local_size: int) -> Topology:
     """Block-diagonal averaging :math:`I_m \\otimes \\frac1L \\mathbf 1 \\mathbf 1^\\top`."""
-    size = check_positive_int(size, "size")
+    size = check_num_agents(size, "size")
     L = check_positive_int(local_size, "local_size")
     if size % L:
         raise ValueError(f"local_size must divide size; got size={size}, local_size={L}.")
@@ -44,6 +44,7 @@ def _lift(t: Topology, L: int) -> Topology:
 def lift_machine_topology(machine_topology, local_size: int):
     """:math:`W^{\\text{machine}} \\otimes I_L`, for a static or dynamic machine topology."""
     L = check_positive_int(local_size, "local_size")
+    check_num_agents(machine_topology.size * L, "machine_topology.size * local_size")
     if isinstance(machine_topology, DynamicTopology):
         return _lift_dynamic(machine_topology, L)
     return _lift_static(machine_topology, L)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._topology import Topology
-from .validation import check_positive_int
+from .validation import check_num_agents, check_positive_int
 from .weights import metropolis_weights
 
 __all__ = ["hypercube_graph"]
@@ -24,7 +24,7 @@ def hypercube_graph(dim: int) -> Topology:
     Parameters
     ----------
     dim : int
-        Dimension, ``>= 0``.
+        Dimension, ``0 <= dim <= 14`` (``2**dim <= MAX_DENSE_AGENTS = 16384`` agents).
 
     Returns
     -------
@@ -43,9 +43,7 @@ def hypercube_graph(dim: int) -> Topology:
     0.5
     """
     dim = check_positive_int(dim, "dim", minimum=0)
-    if dim > 20:
-        raise ValueError(f"dim must be <= 20 (2**dim agents with a dense W); got dim={dim}.")
-    n = 2 ** dim
+    n = check_num_agents(2 ** min(dim, 64), f"2**dim (dim={dim})")
     idx = np.arange(n)
     A = np.zeros((n, n), dtype=bool)
     for k in range(dim):

@@ -12,7 +12,7 @@ import networkx as nx
 import numpy as np
 
 from ._topology import Topology
-from .validation import STOCHASTICITY
+from .validation import STOCHASTICITY, check_num_agents
 from .weights import metropolis_weights, uniform_weights
 
 __all__ = ["from_networkx", "from_matrix"]
@@ -104,7 +104,7 @@ def from_networkx(G, weights: str = "metropolis", *, require: str = "row",
         )
     if require not in STOCHASTICITY:
         raise ValueError(f"require must be one of {STOCHASTICITY}; got {require!r}.")
-    n = _node_index(G)
+    n = check_num_agents(_node_index(G), "G.number_of_nodes()")
     directed = G.is_directed()
     A = np.zeros((n, n), dtype=bool)
     for u, v in G.edges():

@@ -10,12 +10,55 @@ import numpy as np
 
 from ..validation import check_positive_int  # noqa: F401  (re-exported: one rule)
 
-__all__ = ["STOCHASTICITY", "validate_weights", "check_positive_int"]
+__all__ = ["STOCHASTICITY", "MAX_DENSE_AGENTS", "validate_weights", "check_positive_int",
+           "check_num_agents"]
 
 #: Accepted values of ``require`` in :func:`validate_weights`.
 STOCHASTICITY = ("row", "column", "doubly", "none")
 
 _ATOL = 1e-10
+
+#: Largest number of agents of a topology. Every topology holds its dense ``n x n`` float64
+#: mixing matrix (the oracle both backends are tested against): ``16384**2 * 8`` bytes is
+#: 2 GiB. Topologies stored by their edges (``O(edges)`` memory) are future work.
+MAX_DENSE_AGENTS = 16384
+
+
+def check_num_agents(n, name: str = "n") -> int:
+    r"""Return the number of agents ``n`` as an int in ``[1, MAX_DENSE_AGENTS]``, else raise.
+
+    The one place that bounds topology sizes: every constructor calls it before it allocates
+    the dense :math:`n \times n` matrix (:math:`8 n^2` bytes in float64).
+
+    Parameters
+    ----------
+    n : int
+    name : str
+        How the caller received ``n`` (``"n"``, ``"rows * cols"``, ``"2**dim"``), for the message.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    TypeError
+        If ``n`` is not an int.
+    ValueError
+        If ``n < 1`` or ``n > MAX_DENSE_AGENTS``.
+    """
+    n = check_positive_int(n, name)
+    if n > MAX_DENSE_AGENTS:
+        shown = f"{n}" if n < 2**64 else "2**64 or more"
+        gib = f"{8 * n * n / 2**30:.3g} GiB" if n < 2**64 else "astronomically many bytes"
+        raise ValueError(
+            f"{name} must be at most MAX_DENSE_AGENTS = {MAX_DENSE_AGENTS} agents; got {shown}. "
+            f"A topology holds its dense n x n float64 mixing matrix (the oracle the backends "
+            f"are checked against), which would need {gib} here; {MAX_DENSE_AGENTS} agents "
+            "keep it at 2 GiB. Use fewer agents; topologies stored by their edges (O(edges)) "
+            "are future work."
+        )
+    return n
 
 
 def validate_weights(weights, *, require: str = "row", name: str = "weights",
@@ -62,6 +105,15 @@ def validate_weights(weights, *, require: str = "row", name: str = "weights",
         )
     if isinstance(weights, (str, bytes)) or weights is None:
         raise TypeError(f"{name} must be a square 2-D array of numbers; got {type(weights).__name__}.")
+    if np.iscomplexobj(weights):
+        raise TypeError(
+            f"{name} must be real; got complex dtype {np.asarray(weights).dtype}. Mixing weights "
+            f"are real convex-combination coefficients: pass {name}.real if the imaginary parts "
+            "are zero."
+        )
+    shape = getattr(weights, "shape", None)
+    if shape is not None and len(shape) == 2 and shape[0] > MAX_DENSE_AGENTS:  # before copying
+        check_num_agents(int(shape[0]), f"{name}.shape[0]")
     try:
         W = np.array(weights, dtype=np.float64)
     except (TypeError, ValueError) as err:
@@ -76,6 +128,7 @@ def validate_weights(weights, *, require: str = "row", name: str = "weights",
         )
     if W.shape[0] == 0:
         raise ValueError(f"{name} must describe at least one agent; got shape {W.shape} (size 0).")
+    check_num_agents(W.shape[0], f"{name}.shape[0]")
     if not np.all(np.isfinite(W)):
         bad = tuple(int(v) for v in np.argwhere(~np.isfinite(W))[0])
         raise ValueError(

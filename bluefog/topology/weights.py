@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .validation import check_num_agents
+
 __all__ = ["uniform_weights", "metropolis_weights", "check_adjacency"]
 
 
@@ -62,6 +64,11 @@ def check_adjacency(adjacency, name: str = "adjacency") -> np.ndarray:
         A = np.asarray(adjacency)
     except Exception as err:  # pragma: no cover - exotic array-likes
         raise TypeError(f"{name} must be a square 2-D array; NumPy could not convert it ({err}).") from None
+    if np.iscomplexobj(A):
+        raise TypeError(
+            f"{name} must be real (0/1 or boolean); got complex dtype {A.dtype}. Pass "
+            f"{name}.real != 0, or the graph's 0/1 adjacency."
+        )
     if A.dtype == object or not (A.dtype == bool or np.issubdtype(A.dtype, np.number)):
         raise TypeError(f"{name} must be a boolean or numeric array; got dtype {A.dtype}.")
     if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:
@@ -69,6 +76,7 @@ def check_adjacency(adjacency, name: str = "adjacency") -> np.ndarray:
             f"{name} must be a square (n, n) array with n >= 1; got shape {A.shape}. "
             f"{name}[i, j] is True when agent i receives from agent j."
         )
+    check_num_agents(A.shape[0], f"{name}.shape[0]")
     if np.issubdtype(A.dtype, np.number):
         if not np.all(np.isfinite(A)):
             raise ValueError(f"{name} must be finite; got NaN/inf entries.")
