@@ -97,7 +97,7 @@ def exponential_graph(n: int, base: int = 2) -> Topology:
 def symmetric_exponential_graph(n: int, base: int = 4) -> Topology:
     r"""Undirected exponential graph with Bluefog's uniform weights.
 
-    Agents :math:`i` and :math:`j` are neighbours when their circular distance
+    Agents :math:`i` and :math:`j` are neighbors when their circular distance
     :math:`\min((j - i) \bmod n, (i - j) \bmod n)` is a power of ``base``
     (:math:`b^k \le \lfloor n/2 \rfloor`), and
 

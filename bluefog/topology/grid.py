@@ -76,7 +76,7 @@ def torus_2d_graph(rows: int, cols: int) -> Topology:
     r"""Periodic ``rows x cols`` mesh (torus) with Metropolis-Hastings weights.
 
     Agent :math:`(r, c)` is linked to :math:`((r \pm 1) \bmod \text{rows}, c)` and
-    :math:`(r, (c \pm 1) \bmod \text{cols})` (coinciding neighbours counted once, as in
+    :math:`(r, (c \pm 1) \bmod \text{cols})` (coinciding neighbors counted once, as in
     ``networkx.grid_2d_graph(rows, cols, periodic=True)``). The graph is regular of degree
     :math:`d`, so :math:`W = \frac{1}{d+1}(I + A)`, symmetric and doubly stochastic, with
     eigenvalues :math:`\frac{1}{d+1}\big(1 + 2\cos\frac{2\pi p}{\text{rows}} +

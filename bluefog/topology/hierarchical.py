@@ -5,7 +5,7 @@ With ``L`` agents per machine (agents ``m L, ..., m L + L - 1`` on machine ``m``
 * :func:`machine_average_topology` is :math:`B = I_m \otimes \tfrac1L \mathbf 1\mathbf 1^\top`
   (average inside each machine);
 * :func:`lift_machine_topology` is :math:`W^{\text{machine}} \otimes I_L` (agent ``i`` mixes
-  with the agent of the same local index on neighbouring machines).
+  with the agent of the same local index on neighboring machines).
 
 Their product :math:`(W^{\text{machine}} \otimes I_L)\,B = W^{\text{machine}} \otimes
 \tfrac1L \mathbf 1\mathbf 1^\top` is the hierarchical mixing matrix.

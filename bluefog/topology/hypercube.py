@@ -14,7 +14,7 @@ __all__ = ["hypercube_graph"]
 def hypercube_graph(dim: int) -> Topology:
     r"""The ``dim``-dimensional hypercube on :math:`n = 2^{\text{dim}}` agents.
 
-    Agents :math:`i` and :math:`j` are neighbours when their binary labels differ in exactly
+    Agents :math:`i` and :math:`j` are neighbors when their binary labels differ in exactly
     one bit (:math:`j = i \oplus 2^k`). The graph is ``dim``-regular, so Metropolis-Hastings
     weights are :math:`W = \frac{1}{\text{dim}+1}(I + A)`, with eigenvalues
     :math:`1 - \frac{2m}{\text{dim}+1}`, :math:`m = 0..\text{dim}`, hence

@@ -54,7 +54,7 @@ def from_networkx(G, weights: str = "metropolis", *, require: str = "row",
     * ``"metropolis"``: :math:`W_{vu} = 1/(1 + \max(d_u, d_v))`, :math:`W_{vv} = 1 -
       \sum_u W_{vu}` (undirected graphs, or a ``DiGraph`` whose edges all come in both
       directions); see :func:`~bluefog.topology.weights.metropolis_weights`.
-    * ``"uniform"``: :math:`W_{vu} = 1/(d^{\mathrm{in}}_v + 1)` on self and in-neighbours
+    * ``"uniform"``: :math:`W_{vu} = 1/(d^{\mathrm{in}}_v + 1)` on self and in-neighbors
       (Bluefog's rule; any graph); see :func:`~bluefog.topology.weights.uniform_weights`.
     * any other string: the name of a numeric edge attribute holding the weights,
       :math:`W_{vu} = G[u][v][\text{attr}]`. The self weight :math:`W_{vv}` is the attribute

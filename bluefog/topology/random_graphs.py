@@ -34,7 +34,7 @@ def _components(A: np.ndarray) -> int:
 def random_regular_graph(n: int, degree: int, seed: int = 0) -> Topology:
     r"""A uniformly random ``degree``-regular graph on ``n`` agents, Metropolis weights.
 
-    Every agent has exactly ``degree`` neighbours, so :math:`W = \frac{1}{d+1}(I + A)`:
+    Every agent has exactly ``degree`` neighbors, so :math:`W = \frac{1}{d+1}(I + A)`:
     symmetric, doubly stochastic. For fixed :math:`d \ge 3` random regular graphs are
     expanders with high probability (:math:`\lambda_2(A) \le 2\sqrt{d-1} + o(1)`, Friedman's
     theorem), so :math:`\rho` stays bounded away from 1 as ``n`` grows, with only ``degree``
@@ -73,7 +73,7 @@ def random_regular_graph(n: int, degree: int, seed: int = 0) -> Topology:
                         require="doubly", layout="spring")
     if degree >= n:
         raise ValueError(
-            f"degree must be < n (an agent has at most n - 1 neighbours); got degree={degree}, "
+            f"degree must be < n (an agent has at most n - 1 neighbors); got degree={degree}, "
             f"n={n}. Use degree <= {n - 1}, or fully_connected_graph({n})."
         )
     if (n * degree) % 2:

@@ -12,11 +12,11 @@ __all__ = ["ring_graph"]
 def ring_graph(n: int, directed: bool = False) -> Topology:
     r"""Ring of ``n`` agents with Bluefog's uniform weights.
 
-    Undirected (default): agent :math:`i` averages itself and both ring neighbours,
+    Undirected (default): agent :math:`i` averages itself and both ring neighbors,
 
     .. math:: W = \tfrac13 (I + P + P^{\top}), \qquad (P x)_i = x_{(i+1) \bmod n},
 
-    (for ``n = 2`` the two neighbours coincide and :math:`W = \tfrac12 \mathbf 1\mathbf 1^\top`).
+    (for ``n = 2`` the two neighbors coincide and :math:`W = \tfrac12 \mathbf 1\mathbf 1^\top`).
     Directed: agent :math:`i` sends to :math:`i + 1` and receives from :math:`i - 1`,
     :math:`W = \tfrac12 (I + P^{\top})`. Both are circulant and doubly stochastic; their
     eigenvalues are :math:`\tfrac13(1 + 2\cos(2\pi k/n))` and

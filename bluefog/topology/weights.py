@@ -6,12 +6,12 @@ agent ``j`` (an edge ``j -> i``), for ``i != j``; the diagonal is ignored. One o
 below then assigns the weights:
 
 * :func:`uniform_weights` (Bluefog's default for exponential, ring and fully connected graphs):
-  agent ``i`` averages itself and its in-neighbours with equal weights,
+  agent ``i`` averages itself and its in-neighbors with equal weights,
 
   .. math:: W_{ij} = \frac{1}{d^{\mathrm{in}}_i + 1}, \quad j \in \mathcal N^{\mathrm{in}}_i \cup \{i\};
 
   always row-stochastic, doubly stochastic when all in-degrees are equal and every agent has
-  the same number of out-neighbours as in-neighbours (regular graphs, circulant graphs).
+  the same number of out-neighbors as in-neighbors (regular graphs, circulant graphs).
 
 * :func:`metropolis_weights` (Metropolis-Hastings, for undirected graphs),
 
@@ -93,7 +93,7 @@ def check_adjacency(adjacency, name: str = "adjacency") -> np.ndarray:
 
 def uniform_weights(adjacency) -> np.ndarray:
     r"""Bluefog's uniform rule: :math:`W_{ij} = 1/(d^{\mathrm{in}}_i + 1)` on self and
-    in-neighbours.
+    in-neighbors.
 
     Parameters
     ----------
