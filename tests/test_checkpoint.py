@@ -1,5 +1,6 @@
 """Atomic checkpoints: round trip, pruning, crashes mid-write, damaged files, bitwise resume."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from bluefog_train import checkpoint as ckpt
+from bluefog.engine import CallbackError
 from bluefog_train.cli import build_parser
 from bluefog_train.training import train
 
@@ -47,11 +49,23 @@ def test_round_trip_bitwise_and_manifest(tmp_path):
         assert json.loads(bytes(z["__manifest__"]).decode())["format"] == ckpt.FORMAT
 
 
-def test_keep_prunes_only_after_the_new_file_exists(tmp_path):
-    for step in (10, 20, 30):
-        ckpt.save(tmp_path, state(step), step=step, keep=2)
-    assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [30, 20]
-    assert ckpt.latest(tmp_path).endswith("ckpt-00000030.npz")
+def test_prunable_keeps_the_newest_and_the_newest_finite():
+    w = [("a", True), ("b", True), ("c", False), ("d", False)]
+    assert ckpt.prunable(w, 2) == ["a"]  # b is the newest finite one: never pruned
+    assert ckpt.prunable(w[:2], 2) == [] and ckpt.prunable(w[:2], 1) == ["a"]
+    assert ckpt.prunable([("a", True), ("b", True), ("c", True)], 2) == ["a"]
+    assert ckpt.prunable([("a", False), ("b", False)], 1) == ["a"]  # no finite one to protect
+
+
+def test_save_never_replaces_an_existing_checkpoint(tmp_path):
+    path = ckpt.save(tmp_path, state(1), step=10)
+    before = open(path, "rb").read()
+    with pytest.raises(FileExistsError, match="already exists and was not written by this run"):
+        ckpt.save(tmp_path, state(2), step=10)
+    assert open(path, "rb").read() == before
+    assert sorted(os.listdir(tmp_path)) == ["ckpt-00000010.npz"]  # its temp file removed
+    ckpt.save(tmp_path, state(2), step=10, replace=True)
+    assert_tree_equal(ckpt.load(path, state(0))[0], state(2))
 
 
 def test_exception_mid_write_keeps_previous(tmp_path, monkeypatch):
@@ -72,12 +86,13 @@ def test_exception_mid_write_keeps_previous(tmp_path, monkeypatch):
 
 def test_process_killed_before_rename_keeps_previous(tmp_path):
     """A real crash: the child process dies (os._exit) after writing the temp file and
-    before os.replace; the good checkpoint stays the latest, the next save cleans up."""
+    before it is linked into place; the good checkpoint stays the latest. The orphaned temp
+    file is another process's: a later save leaves it alone (readers ignore it)."""
     ckpt.save(tmp_path, state(1), step=10)
     child = textwrap.dedent(f"""
         import os, numpy as np
         from bluefog_train import checkpoint as ckpt
-        ckpt.os.replace = lambda *a: os._exit(3)
+        ckpt.os.replace = ckpt.os.link = lambda *a: os._exit(3)
         s = {{"count": np.zeros(4, np.int32), "params": {{"b": np.ones((4, 2), np.float32),
              "w": np.ones((4, 3, 2), np.float32)}}}}
         ckpt.save({str(tmp_path)!r}, s, step=20)
@@ -88,13 +103,15 @@ def test_process_killed_before_rename_keeps_previous(tmp_path):
     assert "ckpt-00000010.npz" in names and "ckpt-00000020.npz" not in names
     assert any(n.endswith(".tmp") for n in names)  # the orphaned temp file
     assert ckpt.latest(tmp_path).endswith("ckpt-00000010.npz")
+    orphan = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
     ckpt.save(tmp_path, state(3), step=30)
-    assert not any(n.endswith(".tmp") for n in os.listdir(tmp_path))
+    assert [n for n in os.listdir(tmp_path) if n.endswith(".tmp")] == orphan
+    assert ckpt.latest(tmp_path).endswith("ckpt-00000030.npz")
 
 
 def test_damaged_newest_is_skipped(tmp_path):
-    ckpt.save(tmp_path, state(1), step=10, keep=5)
-    good = ckpt.save(tmp_path, state(2), step=20, keep=5)
+    ckpt.save(tmp_path, state(1), step=10)
+    good = ckpt.save(tmp_path, state(2), step=20)
     # truncated file (e.g. copied half-way by hand)
     with open(good, "rb") as f:
         blob = f.read()
@@ -117,11 +134,12 @@ def test_damaged_newest_is_skipped(tmp_path):
 
 def test_refuses_pickles_and_mismatched_state(tmp_path):
     bad = os.path.join(tmp_path, "ckpt-00000001.npz")
+    blob = json.dumps({"format": ckpt.FORMAT, "version": ckpt.VERSION, "step": 1, "metadata": {},
+                       "leaves": [{"path": "['x']", "shape": [1], "dtype": "|O", "sha256": ""}]}).encode()
     np.savez(bad, leaf_00000=np.array([{"evil": 1}], dtype=object),
-             __manifest__=np.frombuffer(json.dumps({"format": ckpt.FORMAT, "version": 1, "step": 1,
-                                                    "leaves": [{"path": "x", "shape": [1], "dtype": "|O",
-                                                                "sha256": ""}]}).encode(), np.uint8))
-    with pytest.raises(ckpt.CheckpointError, match="unreadable checkpoint"):
+             __manifest__=np.frombuffer(blob, np.uint8),
+             __manifest_sha256__=np.frombuffer(hashlib.sha256(blob).hexdigest().encode(), np.uint8))
+    with pytest.raises(ckpt.CheckpointError, match=r"leaf 0 has dtype '\|O' \(Python objects\)"):
         ckpt.load(bad, {"x": np.zeros(1)})
     path = ckpt.save(tmp_path, state(1), step=5)
     with pytest.raises(ckpt.CheckpointError, match="state structure .* differs"):
@@ -135,8 +153,6 @@ def test_refuses_pickles_and_mismatched_state(tmp_path):
 def test_argument_errors(tmp_path):
     with pytest.raises(ValueError, match="step must be a non-negative int; got -1"):
         ckpt.save(tmp_path, state(), step=-1)
-    with pytest.raises(ValueError, match="keep must be an int >= 1"):
-        ckpt.save(tmp_path, state(), step=1, keep=0)
     with pytest.raises(TypeError, match="metadata must be JSON-serialisable"):
         ckpt.save(tmp_path, state(), step=1, metadata={"a": np.zeros(2)})
     with pytest.raises(TypeError, match="directory must be a path"):
@@ -165,7 +181,7 @@ def test_crash_mid_write_then_resume_is_bitwise_identical(tmp_path, monkeypatch)
 
     monkeypatch.setattr(ckpt, "save", crashing_save)
     d = str(tmp_path / "ck")
-    with pytest.raises(ZeroDivisionError):
+    with pytest.raises(CallbackError, match="ZeroDivisionError"):
         train(cfg("--steps", "40", "--checkpoint-dir", d, "--checkpoint-every", "20"), progress=False)
     monkeypatch.undo()
     assert [s for s, _ in ckpt.list_checkpoints(d)] == [20]
