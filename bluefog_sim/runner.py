@@ -69,7 +69,12 @@ class SimBackend:
         return jax.vmap(fn, in_axes=in_axes, axis_name=self.axis_name)
 
     def agent_view(self, tree):
-        return jax.tree_util.tree_map(lambda v: v[0], tree)  # identical on every agent
+        def first(v):  # identical on every agent; shapes (eval_shape) drop the agent axis
+            if isinstance(v, jax.ShapeDtypeStruct):
+                return jax.ShapeDtypeStruct(v.shape[1:], v.dtype)
+            return v[0]
+
+        return jax.tree_util.tree_map(first, tree)
 
     def run_callback(self, fn):
         try:

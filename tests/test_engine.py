@@ -173,3 +173,17 @@ def test_both_backends_run_the_one_engine():
     with mock.patch.object(sim_runner, "execute", wraps=engine_loop.execute) as ex:
         bluefog_sim.run(dgd(lr=0.1), problem, ring_graph(N), 3, progress=False)
     assert ex.call_count == 1
+
+
+@pytest.mark.parametrize("metrics,exc,match", [
+    (lambda p, ctx: {"x": ctx.comm.allreduce(p)}, ValueError,
+     r"metrics must return real scalars \(one value per record\); .* returned 'x' with shape "
+     r"\(3,\)"),
+    (lambda p, ctx: ctx.comm.allreduce(p)[0], TypeError,
+     r"metrics must return a non-empty dict \{name: scalar\}; .* returned ShapeDtypeStruct"),
+    (lambda p, ctx: {}, TypeError, r"metrics must return a non-empty dict"),
+])
+def test_metric_function_returning_non_scalars_is_refused(metrics, exc, match):
+    problem, _ = _problem()
+    with pytest.raises(exc, match=match):
+        bluefog_sim.run(dgd(lr=0.1), problem, ring_graph(N), 5, metrics=metrics)

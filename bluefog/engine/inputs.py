@@ -159,6 +159,26 @@ def check_run_arguments(algorithm, problem, topology, steps, *, seed, x0, state,
                         on_segment, on_nonfinite)
 
 
+def check_metric_shapes(shapes: Any, fn: Any) -> None:
+    """Check that a metric function returned a non-empty dict of real scalars (``shapes``:
+    its ``jax.eval_shape`` output for one agent)."""
+    name = describe_metrics_fn(fn)
+    if not isinstance(shapes, dict) or not shapes:
+        raise TypeError(
+            f"metrics must return a non-empty dict {{name: scalar}}; {name} returned "
+            f"{type(shapes).__name__}. Return e.g. {{'loss': ctx.comm.allreduce(ctx.loss(p))}}.")
+    for key, v in shapes.items():
+        if not isinstance(key, str):
+            raise TypeError(f"metrics must return a dict with str keys; {name} returned key "
+                            f"{key!r}.")
+        if not hasattr(v, "shape") or v.shape != () or not np.issubdtype(v.dtype, np.number):
+            raise ValueError(
+                f"metrics must return real scalars (one value per record); {name} returned "
+                f"{key!r} with shape {getattr(v, 'shape', None)} and dtype "
+                f"{getattr(v, 'dtype', type(v).__name__)}. Reduce it to a scalar, e.g. "
+                "jnp.mean(...) or jnp.linalg.norm(...).")
+
+
 def describe_metrics_fn(fn: Any) -> str:
     """A rank-independent name for a metric function (for the MPI start-up agreement)."""
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"

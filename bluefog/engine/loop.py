@@ -20,7 +20,8 @@ import numpy as np
 
 from ..algorithm import AgentContext
 from .errors import NonFiniteError
-from .inputs import check_run_arguments, check_state_matches, describe_metrics_fn
+from .inputs import (check_metric_shapes, check_run_arguments, check_state_matches,
+                     describe_metrics_fn)
 from .plan import plan_run
 from .program import make_segment, record
 from .result import RunResult
@@ -134,6 +135,9 @@ class _Run:
         raise _nonfinite_error(step, agent, last, h, self.algorithm)
 
     def record_initial(self, data, keys):
+        one = lambda s, d, k: self.args.metrics(self.algorithm.params(s), self.ctx(d, k))  # noqa: E731
+        shapes = jax.eval_shape(self.backend.map_agents(one, 0), self.state, data, keys)
+        check_metric_shapes(self.backend.agent_view(shapes), self.args.metrics)
         fn = self.backend.map_agents(
             lambda s, d, k: record(self.algorithm, self.args.metrics, s, self.ctx(d, k)), 0)
         m0, bad0, agent0 = jax.tree_util.tree_map(
