@@ -125,7 +125,13 @@ def from_networkx(G, weights: str = "metropolis", *, require: str = "row",
     if weights == "uniform":
         return Topology(uniform_weights(A), name=label, require=require, layout=layout)
 
-    attr = weights
+    W = _attribute_weights(G, weights, n, directed, require)
+    return Topology(W, name=label, require=require, layout=layout)
+
+
+def _attribute_weights(G, attr: str, n: int, directed: bool, require: str) -> np.ndarray:
+    """``W[v, u] = G[u][v][attr]``; self weights from self-loops, the node attribute
+    ``self_weight``, or the remainder that ``require`` asks for (see :func:`from_networkx`)."""
     W = np.zeros((n, n))
     has_self = np.zeros(n, dtype=bool)
     for u, v, data in G.edges(data=True):
@@ -168,7 +174,7 @@ def from_networkx(G, weights: str = "metropolis", *, require: str = "row",
             "agent's incoming weights sum to at most 1, or add a self-loop with its weight."
         )
     W[np.diag_indices(n)] = np.maximum(np.diag(W), 0.0)
-    return Topology(W, name=label, require=require, layout=layout)
+    return W
 
 
 def from_matrix(W, require: str = "row", *, name: str = "from_matrix",

@@ -68,8 +68,8 @@ def validate_weights(weights, *, require: str = "row", name: str = "weights",
     The convention is :math:`x^{+} = W x`: ``W[i, j]`` is the weight agent ``i`` puts on
     agent ``j``'s value, so row ``i`` lists what agent ``i`` receives.
 
-    Checks, in order: 2-D square shape with at least one row; finite entries; no negative
-    entries; the stochasticity named by ``require``:
+    Checks, in order: a real dtype (complex is a ``TypeError``); 2-D square shape with
+    ``1 <= n <= MAX_DENSE_AGENTS`` rows; finite entries; no negative entries; the stochasticity named by ``require``:
 
     * ``"row"``: :math:`W\mathbf 1 = \mathbf 1` (consensus / diffusion),
     * ``"column"``: :math:`\mathbf 1^\top W = \mathbf 1^\top` (push-sum),
@@ -103,6 +103,16 @@ def validate_weights(weights, *, require: str = "row", name: str = "weights",
             f"require must be one of {STOCHASTICITY}; got {require!r}. "
             "Use require='row' for consensus-style mixing or 'column' for push-sum."
         )
+    W = _as_square_nonnegative(weights, name)
+    _check_sums(W, require, name)
+    if check_connected:
+        _check_strongly_connected(W, name)
+    W.setflags(write=False)
+    return W
+
+
+def _as_square_nonnegative(weights, name: str) -> np.ndarray:
+    """``weights`` as a finite, non-negative, square float64 array of 1..MAX_DENSE_AGENTS rows."""
     if isinstance(weights, (str, bytes)) or weights is None:
         raise TypeError(f"{name} must be a square 2-D array of numbers; got {type(weights).__name__}.")
     if np.iscomplexobj(weights):
@@ -140,6 +150,11 @@ def validate_weights(weights, *, require: str = "row", name: str = "weights",
             f"{name} must be non-negative; got {W[bad]:.6g} at index {bad}. "
             "Mixing weights are convex-combination coefficients."
         )
+    return W
+
+
+def _check_sums(W: np.ndarray, require: str, name: str) -> None:
+    """Row and/or column sums equal to 1 (to ``_ATOL``) as ``require`` demands."""
     if require in ("row", "doubly"):
         rows = W.sum(axis=1)
         bad = np.flatnonzero(np.abs(rows - 1.0) > _ATOL)
@@ -160,8 +175,12 @@ def validate_weights(weights, *, require: str = "row", name: str = "weights",
                 f"to {cols[j]:.12g}. Normalise columns (W / W.sum(axis=0, keepdims=True))"
                 + (" or use Metropolis-Hastings weights for a doubly stochastic W." if require == "doubly" else ".")
             )
+
+
+def _check_strongly_connected(W: np.ndarray, name: str) -> None:
+    """The graph with an edge ``j -> i`` where ``W[i, j] > 0`` is strongly connected."""
     n = W.shape[0]
-    if check_connected and n > 1:
+    if n > 1:
         off = (W > 0) & ~np.eye(n, dtype=bool)
         if not off.any():
             raise ValueError(
@@ -176,8 +195,6 @@ def validate_weights(weights, *, require: str = "row", name: str = "weights",
                 f"receives information from agent {src}. Decentralized methods cannot reach "
                 "consensus; add edges or use a connected family (ring_graph, exponential_graph)."
             )
-    W.setflags(write=False)
-    return W
 
 
 def _first_unreachable(adjacency: np.ndarray):
