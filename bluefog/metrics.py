@@ -19,9 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-__all__ = ["METRIC_NAMES", "agent_metrics"]
-
-METRIC_NAMES = ("consensus_distance", "loss", "grad_norm", "distance_to_optimum", "relative_error")
+__all__ = ["agent_metrics"]
 
 
 def agent_metrics(params, ctx) -> dict:
