@@ -1,12 +1,12 @@
-"""Shared helpers of the algorithm library: pytree arithmetic and argument validation.
+"""Shared helpers of the algorithm library: pytree arithmetic and topology requirements.
 
-Everything here runs in plain Python (validation) or is a thin ``jax.tree_util`` map
-(arithmetic); no algorithm logic lives here.
+Everything here is a thin ``jax.tree_util`` map (arithmetic) or runs in plain NumPy on the
+mixing matrices (requirements); no algorithm logic lives here. Hyper-parameters are validated
+by :mod:`bluefog.validation`, once, in each public factory.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import jax
@@ -58,51 +58,6 @@ def as_float_tree(x: PyTree) -> PyTree:
 def zero_count():
     """The initial step counter (int32 scalar)."""
     return jnp.zeros((), jnp.int32)
-
-
-# ---- hyper-parameter validation ----------------------------------------------------------
-
-
-def check_lr(lr, name: str = "lr", algorithm: str = "algorithm") -> float:
-    """Return ``lr`` as a float if it is a finite number > 0, else raise."""
-    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)):
-        raise TypeError(
-            f"{algorithm}: {name} must be a positive finite float; got {lr!r} of type "
-            f"{type(lr).__name__}. Pass e.g. {algorithm}({name}=0.1)."
-        )
-    lr = float(lr)
-    if not math.isfinite(lr) or lr <= 0:
-        raise ValueError(
-            f"{algorithm}: {name} must be a positive finite float; got {lr}. "
-            f"Pass e.g. {algorithm}({name}=0.1)."
-        )
-    return lr
-
-
-def check_unit_interval(value, name: str, algorithm: str) -> float:
-    """Return ``value`` as a float if it lies in ``[0, 1)``, else raise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(
-            f"{algorithm}: {name} must be a float in [0, 1); got {value!r} of type "
-            f"{type(value).__name__}."
-        )
-    value = float(value)
-    if not (0.0 <= value < 1.0):
-        raise ValueError(
-            f"{algorithm}: {name} must be in [0, 1); got {value}. Use e.g. {name}=0.9 for heavy-"
-            f"ball momentum or {name}=0.0 to switch it off."
-        )
-    return value
-
-
-def check_choice(value, name: str, choices: tuple, algorithm: str):
-    """Return ``value`` if it is one of ``choices``, else raise."""
-    if value not in choices:
-        raise ValueError(
-            f"{algorithm}: {name} must be one of {', '.join(repr(c) for c in choices)}; got "
-            f"{value!r}."
-        )
-    return value
 
 
 # ---- topology requirements ---------------------------------------------------------------

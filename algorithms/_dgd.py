@@ -13,8 +13,9 @@ from typing import Any, NamedTuple
 import jax
 
 from bluefog.algorithm import Algorithm
+from bluefog.validation import check_choice, check_positive_float
 
-from ._common import as_float_tree, check_choice, check_lr, require_weights, tree_axpy, zero_count
+from ._common import as_float_tree, require_weights, tree_axpy, zero_count
 
 __all__ = ["DGDState", "dgd", "diffusion"]
 
@@ -57,7 +58,7 @@ def dgd(lr: float) -> Algorithm:
     IEEE TAC 54(1) (2009). K. Yuan, Q. Ling, W. Yin, "On the convergence of decentralized
     gradient descent", SIAM J. Optim. 26(3) (2016).
     """
-    lr = check_lr(lr, algorithm="dgd")
+    lr = check_positive_float(lr, "lr", where="dgd")
 
     def init(params, ctx) -> DGDState:
         require_weights(ctx.topology, "dgd", row=True)
@@ -102,8 +103,8 @@ def diffusion(lr: float, style: str = "atc") -> Algorithm:
     strategies for distributed optimization and learning over networks", IEEE TSP 60(8)
     (2012). Ying et al., "BlueFog", arXiv:2111.04287 (ATC/AWC naming).
     """
-    lr = check_lr(lr, algorithm="diffusion")
-    style = check_choice(style, "style", ("atc", "awc"), "diffusion")
+    lr = check_positive_float(lr, "lr", where="diffusion")
+    style = check_choice(style, "style", ("atc", "awc"), where="diffusion")
     name = f"diffusion_{style}"
 
     def init(params, ctx) -> DGDState:

@@ -14,8 +14,9 @@ import jax
 import numpy as np
 
 from bluefog.algorithm import Algorithm
+from bluefog.validation import check_positive_float
 
-from ._common import (as_float_tree, check_lr, require_static, require_weights, tree_add,
+from ._common import (as_float_tree, require_static, require_weights, tree_add,
                       tree_axpy, tree_sub, tree_where, zero_count)
 
 __all__ = ["ExactDiffusionState", "exact_diffusion", "nids"]
@@ -77,7 +78,7 @@ def exact_diffusion(lr: float) -> Algorithm:
     K. Yuan, B. Ying, X. Zhao, A. H. Sayed, "Exact diffusion for distributed optimization and
     learning - Part I: algorithm development", IEEE TSP 67(3) (2019).
     """
-    lr = check_lr(lr, algorithm="exact_diffusion")
+    lr = check_positive_float(lr, "lr", where="exact_diffusion")
 
     def init(params, ctx) -> ExactDiffusionState:
         require_weights(ctx.topology, "exact_diffusion", row=True, column=True, symmetric=True)
@@ -122,8 +123,8 @@ def nids(lr: float, c: float | None = None) -> Algorithm:
     Z. Li, W. Shi, M. Yan, "A decentralized proximal-gradient method with network
     independent step-sizes and separated convergence rates", IEEE TSP 67(17) (2019).
     """
-    lr = check_lr(lr, algorithm="nids")
-    c = 0.5 / lr if c is None else check_lr(c, name="c", algorithm="nids")
+    lr = check_positive_float(lr, "lr", where="nids")
+    c = 0.5 / lr if c is None else check_positive_float(c, "c", where="nids")
     gamma = c * lr
 
     def init(params, ctx) -> ExactDiffusionState:

@@ -7,8 +7,9 @@ from typing import Any, NamedTuple
 import jax
 
 from bluefog.algorithm import Algorithm
+from bluefog.validation import check_positive_float
 
-from ._common import as_float_tree, check_lr, require_static, require_weights, zero_count
+from ._common import as_float_tree, require_static, require_weights, zero_count
 
 __all__ = ["ExtraState", "extra"]
 
@@ -63,7 +64,7 @@ def extra(lr: float) -> Algorithm:
     W. Shi, Q. Ling, G. Wu, W. Yin, "EXTRA: an exact first-order algorithm for decentralized
     consensus optimization", SIAM J. Optim. 25(2) (2015).
     """
-    lr = check_lr(lr, algorithm="extra")
+    lr = check_positive_float(lr, "lr", where="extra")
 
     def init(params, ctx) -> ExtraState:
         require_static(ctx.topology, "extra", "gradient_tracking (DIGing)")

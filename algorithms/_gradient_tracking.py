@@ -13,8 +13,9 @@ import jax
 import jax.numpy as jnp
 
 from bluefog.algorithm import Algorithm
+from bluefog.validation import check_choice, check_positive_float
 
-from ._common import as_float_tree, check_choice, check_lr, require_weights, zero_count
+from ._common import as_float_tree, require_weights, zero_count
 
 __all__ = ["GradientTrackingState", "gradient_tracking", "PushDIGingState", "push_diging"]
 
@@ -80,8 +81,8 @@ def gradient_tracking(lr: float, style: str = "awc") -> Algorithm:
     J. Xu, S. Zhu, Y. C. Soh, L. Xie, "Augmented distributed gradient methods for multi-agent
     optimization under uncoordinated constant stepsizes", IEEE CDC 2015 (ATC form).
     """
-    lr = check_lr(lr, algorithm="gradient_tracking")
-    style = check_choice(style, "style", ("awc", "atc"), "gradient_tracking")
+    lr = check_positive_float(lr, "lr", where="gradient_tracking")
+    style = check_choice(style, "style", ("awc", "atc"), where="gradient_tracking")
 
     def init(params, ctx) -> GradientTrackingState:
         require_weights(ctx.topology, "gradient_tracking", row=True, column=True)
@@ -157,7 +158,7 @@ def push_diging(lr: float) -> Algorithm:
     A. Nedic, A. Olshevsky, W. Shi, "Achieving geometric convergence for distributed
     optimization over time-varying graphs", SIAM J. Optim. 27(4) (2017), Section 4.
     """
-    lr = check_lr(lr, algorithm="push_diging")
+    lr = check_positive_float(lr, "lr", where="push_diging")
 
     def init(params, ctx) -> PushDIGingState:
         require_weights(ctx.topology, "push_diging", column=True)

@@ -4,7 +4,7 @@ Agent :math:`i` holds its own parameters :math:`x_i` and optimizer state; at ste
 it draws a minibatch gradient :math:`g_i^t = \nabla F_i(x_i^t; \xi_i^t)`
 (``ctx.stochastic_grad(x, t)``), turns it into an update :math:`u_i^t` with any
 ``optax.GradientTransformation`` (``u, s = inner.update(g, s, x)``; for plain SGD
-:math:`u = -\gamma g`), and combines with its neighbours through the communicator. With
+:math:`u = -\gamma g`), and combines with its neighbors through the communicator. With
 :math:`\mathcal C` the communication operator chosen by ``communication``:
 
 ================================  =========================================================
@@ -56,13 +56,16 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-from jax import lax
 
 from bluefog.algorithm import Algorithm
-from bluefog.topology import DynamicTopology, Topology
-from bluefog.topology.hierarchical import lift_machine_topology
+from bluefog.validation import check_bool, check_choice, check_unit_interval
+
+from ._common import as_float_tree
+from ._decentralized import (COMMUNICATIONS, STYLES, DecentralizedState, build,
+                             check_communication, check_lr_or_schedule, communicate,
+                             family_config, require_mixing, sgd_member)
+from ._volume import communication_bytes_per_step
 
 __all__ = [
     "COMMUNICATIONS",
@@ -75,28 +78,6 @@ __all__ = [
 ]
 
 PyTree = Any
-
-#: Accepted values of ``communication``.
-COMMUNICATIONS = ("neighbor", "hierarchical", "allreduce", "gradient_allreduce", "none")
-_STYLES = ("atc", "awc")
-
-
-class DecentralizedState(NamedTuple):
-    """State of one agent of :func:`decentralized`.
-
-    Attributes
-    ----------
-    params : pytree
-        The agent's parameters :math:`x_i^t`.
-    opt_state : optax state
-        The inner transformation's state (e.g. the momentum buffer).
-    count : int32 scalar
-        Steps taken; the ``t`` of the stochastic gradient and of dynamic topologies.
-    """
-
-    params: PyTree
-    opt_state: Any
-    count: jax.Array
 
 
 class QGMomentumState(NamedTuple):
@@ -114,92 +95,6 @@ class QGMomentumState(NamedTuple):
     params: PyTree
     momentum: PyTree
     count: jax.Array
-
-
-# --------------------------------------------------------------------------------------
-# argument checks (plain Python, before anything is traced)
-# --------------------------------------------------------------------------------------
-def _check_choice(value, name: str, choices) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}; got {value!r}.")
-    return value
-
-
-def _check_J(value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(
-            f"steps_per_communication must be an int >= 1 (1 = communicate every step); got "
-            f"{value!r}."
-        )
-    return int(value)
-
-
-def _check_comm_args(communication, steps_per_communication, machine_topology):
-    communication = _check_choice(communication, "communication", COMMUNICATIONS)
-    J = _check_J(steps_per_communication)
-    if communication == "gradient_allreduce" and J != 1:
-        raise ValueError(
-            "steps_per_communication must be 1 with communication='gradient_allreduce' (the "
-            f"gradient is averaged at every step); got {J}. For periodic averaging use "
-            "communication='allreduce' (local SGD)."
-        )
-    if communication == "hierarchical":
-        if not isinstance(machine_topology, (Topology, DynamicTopology)):
-            raise TypeError(
-                "communication='hierarchical' needs machine_topology, a Topology or "
-                "DynamicTopology over machines (size = agents / local_size); got "
-                f"{type(machine_topology).__name__}. E.g. machine_topology=ring_graph(4)."
-            )
-    elif machine_topology is not None:
-        raise ValueError(
-            f"machine_topology is only used with communication='hierarchical'; got "
-            f"communication={communication!r}. Drop machine_topology or switch communication."
-        )
-    return communication, J
-
-
-def _check_lr(lr, name="lr"):
-    if callable(lr):
-        return lr
-    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating, np.integer)) or not lr > 0:
-        raise ValueError(f"{name} must be a positive float or an optax schedule count -> lr; got {lr!r}.")
-    return float(lr)
-
-
-# --------------------------------------------------------------------------------------
-# communication, written once
-# --------------------------------------------------------------------------------------
-def _mix(x: PyTree, ctx, communication: str, machine_topology, t) -> PyTree:
-    """:math:`\\mathcal C(x)` for this agent (the backend packs leaves into messages)."""
-    if communication in ("none", "gradient_allreduce"):
-        return x
-    comm = ctx.comm
-    if communication == "neighbor":
-        return comm.neighbor_allreduce(x, ctx.topology, t)
-    if communication == "hierarchical":
-        return comm.hierarchical_neighbor_allreduce(x, machine_topology, t)
-    return comm.allreduce(x)
-
-
-def _communicate(x: PyTree, ctx, communication: str, J: int, machine_topology, count) -> PyTree:
-    """Apply :math:`\\mathcal C` at steps with ``(count + 1) % J == 0`` (every step if J=1)."""
-    if J == 1 or communication in ("none", "gradient_allreduce"):
-        return _mix(x, ctx, communication, machine_topology, count)
-    # Every agent has the same counter; comm.uniform makes the predicate unbatched under
-    # vmap, so only the taken branch runs (no wasted exchange on local steps).
-    do_comm = ctx.comm.uniform((count + 1) % J == 0)
-    return lax.cond(do_comm,
-                    lambda v: _mix(v, ctx, communication, machine_topology, count // J),
-                    lambda v: v, x)
-
-
-def _config(name, communication, style, J, machine_topology, extra):
-    cfg = {"optimizer": name, "communication": communication, "style": style,
-           "steps_per_communication": J}
-    if machine_topology is not None:
-        cfg["machine_topology"] = machine_topology.fingerprint
-    cfg.update(extra)
-    return cfg
 
 
 # --------------------------------------------------------------------------------------
@@ -256,33 +151,23 @@ def decentralized(inner: optax.GradientTransformation, *, communication: str = "
     """
     if not isinstance(inner, optax.GradientTransformation):
         raise TypeError(
-            "inner must be an optax.GradientTransformation (e.g. optax.sgd(0.1)); got "
-            f"{type(inner).__name__}."
+            "decentralized: inner must be an optax.GradientTransformation (e.g. optax.sgd(0.1)); "
+            f"got {type(inner).__name__}. Wrap your update rule with optax.GradientTransformation."
         )
-    communication, J = _check_comm_args(communication, steps_per_communication, machine_topology)
-    style = _check_choice(style, "style", _STYLES)
+    communication, J = check_communication(communication, steps_per_communication,
+                                           machine_topology, where="decentralized")
+    style = check_choice(style, "style", STYLES, where="decentralized")
     if config is not None and not isinstance(config, dict):
-        raise TypeError(f"config must be a dict of JSON-able hyper-parameters; got {type(config).__name__}.")
-
-    def init(params, ctx):
-        del ctx
-        return DecentralizedState(params, inner.init(params), jnp.zeros((), jnp.int32))
-
-    def step(state, ctx):
-        x, s, t = state
-        g = ctx.stochastic_grad(x, t)
-        if communication == "gradient_allreduce":
-            g = ctx.comm.allreduce(g)
-        u, s = inner.update(g, s, x)
-        if style == "atc":
-            x = _communicate(optax.apply_updates(x, u), ctx, communication, J, machine_topology, t)
-        else:
-            x = optax.apply_updates(_communicate(x, ctx, communication, J, machine_topology, t), u)
-        return DecentralizedState(x, s, t + 1)
-
+        raise TypeError(
+            "decentralized: config must be a dict of JSON-able hyper-parameters; got "
+            f"{type(config).__name__}. Pass e.g. config={{'lr': 0.1}}."
+        )
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"decentralized: name must be a str; got {type(name).__name__}.")
     name = name or f"{style}-{communication}"
-    return Algorithm(init, step, lambda state: state.params, name,
-                     _config(name, communication, style, J, machine_topology, config or {}))
+    return build(inner, communication=communication, style=style, J=J,
+                 machine_topology=machine_topology, stochastic=True, name=name,
+                 where="decentralized", config=config or {})
 
 
 def dmsgd(lr, momentum: float = 0.9, *, nesterov: bool = False, communication: str = "neighbor",
@@ -294,24 +179,43 @@ def dmsgd(lr, momentum: float = 0.9, *, nesterov: bool = False, communication: s
         m_i^{t+1} = \beta m_i^t + g_i^t, \qquad
         x_i^{t+1} = \sum_j W_{ij}\big(x_j^t - \gamma\, m_j^{t+1}\big)
 
-    (local heavy-ball momentum, then neighbour averaging of the parameters; with
+    (local heavy-ball momentum, then neighbor averaging of the parameters; with
     ``nesterov=True`` the step uses :math:`g + \beta m^{t+1}`). This is
-    :func:`decentralized` around ``optax.sgd(lr, momentum, nesterov)``.
+    :func:`decentralized` around ``optax.sgd(lr, momentum, nesterov)``, the one
+    implementation of the SGD family: :func:`algorithms.dsgd` is ``dmsgd`` with
+    ``momentum=0`` by default and :func:`algorithms.gradient_allreduce` is
+    ``dmsgd(communication="gradient_allreduce")``; the spellings give bit-identical
+    trajectories (tested). With ``communication="neighbor"`` the run's topology must be
+    row-stochastic (:math:`W\mathbf 1 = \mathbf 1`), checked before the first step.
+
+    Parameters
+    ----------
+    lr : float or callable ``count -> lr``
+        Step size :math:`\gamma > 0` (finite), or an optax schedule.
+    momentum : float in [0, 1)
+        Heavy-ball coefficient :math:`\beta`.
+    nesterov : bool
+    communication, steps_per_communication, machine_topology
+        As in :func:`decentralized`.
+
+    Returns
+    -------
+    Algorithm
+        State :class:`DecentralizedState`; ``params(state)`` is ``state.params``.
 
     References
     ----------
     Ying et al., BlueFog (arXiv:2111.04287), Sec. "DmSGD"; K. Yuan et al., "DecentLaM:
     decentralized momentum SGD for large-batch deep training", ICCV 2021, eq. (4).
     """
-    lr = _check_lr(lr)
-    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
-        raise ValueError(f"momentum must be a float in [0, 1); got {momentum!r}.")
-    extra = {"lr": lr if not callable(lr) else "schedule", "momentum": float(momentum),
-             "nesterov": bool(nesterov)}
-    return decentralized(optax.sgd(lr, momentum=momentum, nesterov=nesterov),
-                         communication=communication, style="atc",
-                         steps_per_communication=steps_per_communication,
-                         machine_topology=machine_topology, name="dmsgd", config=extra)
+    lr = check_lr_or_schedule(lr, where="dmsgd")
+    beta = check_unit_interval(momentum, "momentum", where="dmsgd")
+    nesterov = check_bool(nesterov, "nesterov", where="dmsgd")
+    communication, J = check_communication(communication, steps_per_communication,
+                                           machine_topology, where="dmsgd")
+    return sgd_member(lr, beta, nesterov=nesterov, communication=communication, J=J,
+                      machine_topology=machine_topology, stochastic=True, name="dmsgd",
+                      where="dmsgd")
 
 
 def qg_dsgdm(lr, momentum: float = 0.9, *, communication: str = "neighbor",
@@ -344,21 +248,21 @@ def qg_dsgdm(lr, momentum: float = 0.9, *, communication: str = "neighbor",
     T. Lin, S. P. Karimireddy, S. U. Stich, M. Jaggi, "Quasi-global momentum: accelerating
     decentralized deep learning on heterogeneous data", ICML 2021, Algorithm 1.
     """
-    lr = _check_lr(lr)
-    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
-        raise ValueError(f"momentum must be a float in [0, 1); got {momentum!r}.")
+    lr = check_lr_or_schedule(lr, where="qg_dsgdm")
+    beta = check_unit_interval(momentum, "momentum", where="qg_dsgdm")
     if communication == "gradient_allreduce":
         raise ValueError(
             "qg_dsgdm: communication='gradient_allreduce' has no gossip to build the quasi-"
             "global momentum from; use dmsgd(lr, momentum, communication='gradient_allreduce')."
         )
-    communication, J = _check_comm_args(communication, steps_per_communication, machine_topology)
-    beta = float(momentum)
+    communication, J = check_communication(communication, steps_per_communication,
+                                           machine_topology, where="qg_dsgdm")
 
     def init(params, ctx):
-        del ctx
-        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-        return QGMomentumState(params, zeros, jnp.zeros((), jnp.int32))
+        require_mixing(ctx, communication, "qg_dsgdm")
+        x = as_float_tree(params)
+        return QGMomentumState(x, jax.tree_util.tree_map(jnp.zeros_like, x),
+                               jnp.zeros((), jnp.int32))
 
     def step(state, ctx):
         x, m, t = state
@@ -366,69 +270,11 @@ def qg_dsgdm(lr, momentum: float = 0.9, *, communication: str = "neighbor",
         g = ctx.stochastic_grad(x, t)
         d = jax.tree_util.tree_map(lambda gi, mi: gi + beta * mi, g, m)
         half = jax.tree_util.tree_map(lambda xi, di: xi - gamma * di, x, d)
-        x_new = _communicate(half, ctx, communication, J, machine_topology, t)
+        x_new = communicate(half, ctx, communication, J, machine_topology, t)
         m = jax.tree_util.tree_map(
             lambda mi, xo, xn: beta * mi + (1 - beta) * (xo - xn) / gamma, m, x, x_new)
         return QGMomentumState(x_new, m, t + 1)
 
     extra = {"lr": lr if not callable(lr) else "schedule", "momentum": beta}
     return Algorithm(init, step, lambda state: state.params, "qg_dsgdm",
-                     _config("qg_dsgdm", communication, "atc", J, machine_topology, extra))
-
-
-# --------------------------------------------------------------------------------------
-# communication volume
-# --------------------------------------------------------------------------------------
-def _rounds(topology) -> float:
-    """Mean number of schedule rounds (one message per round per agent)."""
-    return float(np.mean([p.schedule.num_rounds for p in topology.patterns]))
-
-
-def communication_bytes_per_step(params: PyTree, *, communication: str, topology=None,
-                                 steps_per_communication: int = 1, machine_topology=None,
-                                 local_size: int = 1) -> float:
-    r"""Bytes one agent sends per optimizer step (averaged over time).
-
-    With :math:`b` the size of one agent's parameters (or gradient) in bytes, :math:`n` the
-    number of agents, :math:`R` the number of schedule rounds (mean over the patterns of a
-    dynamic topology) and :math:`J` = ``steps_per_communication``:
-
-    * ``"neighbor"``: :math:`R\, b / J` (every round is a full permutation: one message per
-      agent per round);
-    * ``"allreduce"`` / ``"gradient_allreduce"``: :math:`2\frac{n-1}{n} b / J` (ring
-      allreduce: reduce-scatter plus allgather, Patarasuk & Yuan, JPDC 69 (2009));
-    * ``"hierarchical"``: :math:`\big(2\frac{L-1}{L} + R_{\text{machine}}\big) b / J` (ring
-      allreduce inside a machine of :math:`L` agents, then the machine graph lifted to
-      agents);
-    * ``"none"``: 0.
-
-    Parameters
-    ----------
-    params : pytree
-        One agent's parameters (only shapes and dtypes are used).
-    communication : str
-        One of :data:`COMMUNICATIONS`.
-    topology : Topology or DynamicTopology
-        The agent topology (needed for ``"neighbor"``, ``"allreduce"`` and
-        ``"gradient_allreduce"``, which read ``n`` from it).
-    steps_per_communication, machine_topology, local_size
-        As in :func:`decentralized` / the runner.
-    """
-    communication, J = _check_comm_args(communication, steps_per_communication, machine_topology)
-    b = float(sum(np.size(leaf) * np.dtype(jnp.result_type(leaf)).itemsize
-                  for leaf in jax.tree_util.tree_leaves(params)))
-    if communication == "none":
-        return 0.0
-    if communication == "hierarchical":
-        L = int(local_size)
-        lifted = lift_machine_topology(machine_topology, L)
-        return (2.0 * (L - 1) / L + _rounds(lifted)) * b / J
-    if not isinstance(topology, (Topology, DynamicTopology)):
-        raise TypeError(
-            f"topology must be a Topology or DynamicTopology for communication="
-            f"{communication!r}; got {type(topology).__name__}."
-        )
-    if communication == "neighbor":
-        return _rounds(topology) * b / J
-    n = topology.size
-    return 2.0 * (n - 1) / n * b / J
+                     family_config("qg_dsgdm", communication, "atc", J, machine_topology, extra))

@@ -38,10 +38,35 @@ def test_hyper_parameter_errors():
         A.dsgd(0.1, steps_per_communication=0)
     with pytest.raises(TypeError, match=r"steps_per_communication must be an integer >= 1; got 2.5"):
         A.dsgd(0.1, steps_per_communication=2.5)
-    with pytest.raises(TypeError, match=r"gradient_allreduce: stochastic must be a bool"):
+    with pytest.raises(TypeError, match=r"gradient_allreduce: stochastic must be True or False; got 'yes'"):
         A.gradient_allreduce(0.1, stochastic="yes")
     with pytest.raises(ValueError, match=r"gradient_allreduce: momentum must be in \[0, 1\)"):
         A.gradient_allreduce(0.1, momentum=-0.1)
+
+
+WITH_LR = sorted(name for name in A.REGISTRY if name not in ("consensus", "push_sum"))
+
+
+@pytest.mark.parametrize("name", WITH_LR)
+@pytest.mark.parametrize("lr", [float("inf"), float("nan"), -1.0])
+def test_every_factory_refuses_non_finite_or_non_positive_lr(name, lr):
+    with pytest.raises(ValueError, match=rf"{name}: lr must be a positive finite float; got {lr}\. "
+                                         rf"Pass e\.g\. {name}\(lr=0\.1\)\."):
+        A.REGISTRY[name](lr)
+
+
+@pytest.mark.parametrize("make,where", [
+    (lambda v: A.dsgd(0.1, momentum=v), "dsgd"),
+    (lambda v: A.gradient_allreduce(0.1, momentum=v), "gradient_allreduce"),
+    (lambda v: A.dmsgd(0.1, momentum=v), "dmsgd"),
+    (lambda v: A.qg_dsgdm(0.1, momentum=v), "qg_dsgdm"),
+    (lambda v: A.nids(0.1, c=v), "nids"),
+])
+def test_non_finite_second_hyper_parameter_is_refused(make, where):
+    with pytest.raises(ValueError, match=rf"{where}: (momentum|c) must be"):
+        make(float("nan"))
+    with pytest.raises(ValueError, match=rf"{where}: (momentum|c) must be"):
+        make(float("inf"))
 
 
 def _quad(n):

@@ -89,8 +89,8 @@ def test_dynamic_topology_pattern_per_communication(x64):
     for t in range(T):
         Xo = Xo - lr * grads(Xo, B, A)
         if (t + 1) % J == 0:
-            hop = 2 ** (k % 3)  # independent: W_k = (I + P^{2^k}) / 2
-            Xo = 0.5 * (Xo + np.roll(Xo, -hop, axis=0))
+            hop = 2 ** (k % 3)  # independent: agent i averages with i - 2^k (Bluefog's direction)
+            Xo = 0.5 * (Xo + np.roll(Xo, hop, axis=0))
             k += 1
     np.testing.assert_allclose(X, Xo, rtol=1e-12, atol=1e-12)
 
@@ -210,7 +210,7 @@ def test_errors():
         decentralized(optax.sgd(0.1), communication="gossip")
     with pytest.raises(ValueError, match="style must be one of 'atc', 'awc'; got 'cta'"):
         decentralized(optax.sgd(0.1), style="cta")
-    with pytest.raises(ValueError, match="steps_per_communication must be an int >= 1"):
+    with pytest.raises(ValueError, match="decentralized: steps_per_communication must be an integer >= 1"):
         decentralized(optax.sgd(0.1), steps_per_communication=0)
     with pytest.raises(ValueError, match="steps_per_communication must be 1 with communication="):
         decentralized(optax.sgd(0.1), communication="gradient_allreduce", steps_per_communication=2)
@@ -218,9 +218,24 @@ def test_errors():
         decentralized(optax.sgd(0.1), communication="hierarchical")
     with pytest.raises(ValueError, match="machine_topology is only used"):
         decentralized(optax.sgd(0.1), machine_topology=Topology(ring_W(3)))
-    with pytest.raises(ValueError, match="momentum must be a float in"):
+    with pytest.raises(ValueError, match=r"dmsgd: momentum must be in \[0, 1\); got 1.0"):
         dmsgd(0.1, momentum=1.0)
-    with pytest.raises(ValueError, match="lr must be a positive float"):
+    with pytest.raises(ValueError, match=r"qg_dsgdm: lr must be a positive finite float; got -0.1"):
         qg_dsgdm(-0.1)
+    with pytest.raises(TypeError, match=r"dmsgd: nesterov must be True or False; got 'yes'"):
+        dmsgd(0.1, nesterov="yes")
     with pytest.raises(ValueError, match="use dmsgd"):
         qg_dsgdm(0.1, communication="gradient_allreduce")
+
+
+@pytest.mark.parametrize("make", [dmsgd, qg_dsgdm])
+@pytest.mark.parametrize("lr", [float("inf"), float("-inf"), float("nan")])
+def test_non_finite_lr_is_refused(make, lr):
+    with pytest.raises(ValueError, match=rf"{make.__name__}: lr must be a positive finite float; "
+                                         rf"got {lr}\. Pass e\.g\. {make.__name__}\(lr=0\.1\)"):
+        make(lr)
+
+
+def test_schedule_lr_is_accepted():
+    alg = dmsgd(optax.constant_schedule(0.1))
+    assert alg.config["lr"] == "schedule"
