@@ -18,7 +18,7 @@ from .random_graphs import erdos_renyi_graph, random_regular_graph
 from .ring import ring_graph
 from .schedule import Round, Schedule, compile_schedule
 from .star import star_graph
-from .validation import validate_weights
+from .validation import MAX_DENSE_AGENTS, validate_weights
 from .weights import metropolis_weights, uniform_weights
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "Schedule",
     "compile_schedule",
     "validate_weights",
+    "MAX_DENSE_AGENTS",
     "one_peer_exponential_graph",
     "dynamic_one_peer_graph",
     "inner_outer_ring_graph",
