@@ -14,13 +14,23 @@ Python (the venv's MPICH wheel), else ``mpiexec``/``mpirun`` on ``PATH`` (e.g. O
 flavour (MPICH/Hydra or Open MPI) is detected from ``mpiexec --version`` and the flags are
 spelled accordingly.
 
-Before launching, ``bfrun`` checks in a subprocess of the target Python that ``mpi4py`` and
-``mpi4jax`` import and that mpi4jax's extension was built against the same MPI library that
-mpi4py loads (its recorded ``MPI_Get_library_version`` against the runtime one), and prints
-the fix when not. When more ranks than CPU cores run on one machine with MPICH, it sets
-``MPIR_CVAR_ENABLE_HEAVY_YIELD=1`` and ``MPIR_CVAR_POLLS_BEFORE_YIELD=1`` (unless already set):
-MPICH otherwise busy-polls, and oversubscribed ranks steal each other's cores (measured on a
-2-core machine, 4 ranks: ~10x slower exchanges without them).
+The program: ``script.py`` and a bare ``python``/``python3`` run under the interpreter that
+runs ``bfrun`` (the environment's, whatever ``python`` the shell's ``PATH`` finds), and a
+console script of that environment (``bluefog-train``) is found next to it even when the
+environment is not activated (:func:`resolve_program`). Before launching, ``bfrun`` checks
+in a subprocess of the program's interpreter that ``jax``, ``mpi4py`` and ``mpi4jax`` import
+and that mpi4jax's extension was built against the same MPI library that mpi4py loads
+(:mod:`bluefog_dist.mpi_check`), and prints the fix when not. When more ranks than CPU cores
+run on one machine with MPICH, it sets ``MPIR_CVAR_ENABLE_HEAVY_YIELD=1`` and
+``MPIR_CVAR_POLLS_BEFORE_YIELD=1`` (unless already set): MPICH otherwise busy-polls, and
+oversubscribed ranks steal each other's cores (measured on a 2-core machine, 4 ranks: ~10x
+slower exchanges without them).
+
+Stopping: ``SIGTERM``, ``SIGINT`` and ``SIGHUP`` sent to ``bfrun`` stop the whole job
+(``mpiexec``, its proxies, every rank) and ``bfrun`` waits for it; what is left after 5 s is
+killed (:mod:`bluefog_dist.supervise`). A job started in the background by a shell without
+job control (``nohup bfrun ... &``) ignores ``SIGINT``, like every program started that way;
+stop it with ``kill <pid>`` (``SIGTERM``).
 """
 
 from __future__ import annotations
@@ -33,112 +43,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .mpi_check import REBUILD_FIX, check_mpi_stack, compare_mpi_versions
+from .supervise import run_job
+
 __all__ = ["main", "build_command", "find_mpiexec", "mpi_flavour", "check_mpi_stack",
-           "compare_mpi_versions", "oversubscription_env"]
-
-REBUILD_FIX = (
-    "Fix: rebuild mpi4jax against the MPI that mpi4py uses, from the venv's compiler wrapper:\n"
-    "    CUDA_ROOT=$(mktemp -d) MPI4JAX_BUILD_MPICC={mpicc} \\\n"
-    "        {python} -m pip install --no-cache-dir --no-build-isolation --force-reinstall "
-    "--no-deps mpi4jax\n"
-    "or recreate the environment with tools/setup_env.sh (it does exactly this)."
-)
-
-_CHECK_SCRIPT = r"""
-import glob, importlib.machinery, importlib.util, json, os, sys
-out = {}
-try:
-    import mpi4py
-    mpi4py.rc.initialize = False
-    mpi4py.rc.finalize = False
-    from mpi4py import MPI
-    out["runtime"] = MPI.Get_library_version()
-    out["mpi4py"] = mpi4py.__version__
-    libs = sorted({line.split()[-1] for line in open("/proc/self/maps") if "libmpi" in line})
-    out["runtime_libs"] = libs
-except Exception as err:
-    out["mpi4py_error"] = f"{type(err).__name__}: {err}"
-try:
-    spec = importlib.util.find_spec("mpi4jax")
-    if spec is None:
-        raise ImportError("No module named 'mpi4jax'")
-    root = list(spec.submodule_search_locations)[0]
-    so = sorted(glob.glob(os.path.join(root, "_src", "xla_bridge", "mpi_xla_bridge_cpu*.so")))
-    if not so:
-        raise ImportError(f"mpi4jax's CPU extension is missing under {root}")
-    name = "mpi4jax._src.xla_bridge.mpi_xla_bridge_cpu"
-    loader = importlib.machinery.ExtensionFileLoader(name, so[0])
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader))
-    loader.exec_module(module)
-    out["built"] = module.MPI_ABI_INFO.get("mpi_library_version", "")
-    out["extension"] = so[0]
-except Exception as err:
-    out["mpi4jax_error"] = f"{type(err).__name__}: {err}"
-if "mpi4jax_error" not in out and "mpi4py_error" not in out:
-    try:
-        import mpi4jax
-        out["mpi4jax"] = mpi4jax.__version__
-    except Exception as err:
-        out["mpi4jax_import_error"] = f"{type(err).__name__}: {err}"
-print("BFRUN-CHECK " + json.dumps(out))
-"""
-
-
-def _first_line(text: str) -> str:
-    return (text or "").strip().splitlines()[0].strip() if (text or "").strip() else ""
-
-
-def compare_mpi_versions(runtime: str, built: str) -> str | None:
-    """``None`` if mpi4jax's build-time MPI matches the runtime one, else an explanation.
-
-    The first line of ``MPI_Get_library_version`` names the implementation and version
-    (``"MPICH Version: 5.0.2"``, ``"Open MPI v4.1.6, ..."``); both must agree.
-    """
-    r, b = _first_line(runtime), _first_line(built)
-    if " ".join(r.split()) == " ".join(b.split()):
-        return None
-    return (f"mpi4py loads '{r or '<unknown>'}' but mpi4jax was built against "
-            f"'{b or '<unknown>'}'; their MPI handles and ABI differ, so mpi4jax would fail "
-            "at import ('MPI ABI incompatibility') or corrupt messages.")
-
-
-def check_mpi_stack(python: str | None = None, timeout: float = 120.0) -> tuple[bool, str]:
-    """Check, in a subprocess of ``python``, that mpi4py and mpi4jax import and share an MPI.
-
-    Returns ``(ok, report)``; on failure the report ends with the fix.
-    """
-    python = python or sys.executable
-    mpicc = Path(python).parent / "mpicc"
-    fix = REBUILD_FIX.format(mpicc=mpicc if mpicc.exists() else "$(which mpicc)", python=python)
-    env = dict(os.environ)
-    env.setdefault("JAX_PLATFORMS", "cpu")
-    try:
-        proc = subprocess.run([python, "-c", _CHECK_SCRIPT], capture_output=True, text=True,
-                              timeout=timeout, env=env)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        return False, f"bfrun: could not run {python} to check the MPI stack: {err}"
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BFRUN-CHECK ")), None)
-    if line is None:
-        return False, (f"bfrun: the MPI check under {python} crashed (exit {proc.returncode}):\n"
-                       f"{proc.stderr.strip()[-2000:]}\n{fix}")
-    import json
-
-    info = json.loads(line[len("BFRUN-CHECK "):])
-    if "mpi4py_error" in info:
-        return False, (f"bfrun: mpi4py does not import under {python}: {info['mpi4py_error']}.\n"
-                       f"Fix: {python} -m pip install mpich mpi4py (or run tools/setup_env.sh).")
-    if "mpi4jax_error" in info:
-        return False, (f"bfrun: mpi4jax is not usable under {python}: {info['mpi4jax_error']}.\n"
-                       + fix)
-    mismatch = compare_mpi_versions(info.get("runtime", ""), info.get("built", ""))
-    if mismatch:
-        return False, f"bfrun: {mismatch}\n{fix}"
-    if "mpi4jax_import_error" in info:
-        return False, (f"bfrun: mpi4jax fails to import: {info['mpi4jax_import_error']}\n{fix}")
-    return True, (f"bfrun: MPI stack OK: mpi4py {info.get('mpi4py')} and mpi4jax "
-                  f"{info.get('mpi4jax')} both use '{_first_line(info['runtime'])}' "
-                  f"({', '.join(info.get('runtime_libs', [])) or 'libmpi'})")
-
+           "compare_mpi_versions", "oversubscription_env", "resolve_program", "REBUILD_FIX"]
 
 def find_mpiexec(explicit: str | None = None, python: str | None = None) -> str:
     """The ``mpiexec`` to use (see the module docstring for the order)."""
@@ -205,6 +114,67 @@ def build_command(mpiexec: str, flavour: str, np_: int, program: list[str], *,
     return cmd + list(extra or []) + list(program)
 
 
+_PYTHON_NAMES = ("python", "python3", f"python{sys.version_info[0]}.{sys.version_info[1]}")
+
+
+def _shebang_interpreter(path: str) -> str | None:
+    """The Python interpreter named by the ``#!`` line of ``path``, or ``None``."""
+    try:
+        with open(path, "rb") as f:
+            line = f.readline(512).decode("utf-8", "replace")
+    except OSError:
+        return None
+    words = shlex.split(line[2:]) if line.startswith("#!") else []
+    if words and Path(words[0]).name == "env":
+        words = [w for w in words[1:] if not w.startswith("-") and "=" not in w]
+        words[:1] = [shutil.which(words[0]) or words[0]] if words else []
+    if words and Path(words[0]).name.startswith("python"):
+        return words[0]
+    return None
+
+
+def resolve_program(program: list[str], python: str | None = None) -> tuple[list[str], str | None]:
+    """The command every rank runs, and the Python interpreter that will run it.
+
+    A shell that has not activated the virtual environment finds another ``python`` on
+    ``PATH`` (one without jax), and every rank would die with ``No module named 'jax'``.
+    So the program is resolved here, where the environment is known:
+
+    * ``script.py ...`` becomes ``<python> script.py ...``;
+    * a bare ``python``, ``python3`` or ``python3.X`` (this interpreter's version) becomes
+      ``<python>``, the interpreter running ``bfrun`` (an explicit path is kept as given);
+    * a bare command that is not on ``PATH`` but sits next to ``<python>`` (a console script
+      of the environment, e.g. ``bluefog-train``) becomes that file's absolute path.
+
+    The interpreter is then ``<python>``, the explicit interpreter path, or the one named by
+    the ``#!`` line of a Python console script; ``None`` for any other program.
+
+    Parameters
+    ----------
+    program : list of str
+        The program and its arguments, as given to ``bfrun``.
+    python : str, optional
+        The environment's interpreter (default: the one running ``bfrun``).
+
+    Returns
+    -------
+    tuple of (list of str, str or None)
+        The command line for ``mpiexec`` and the interpreter to check.
+    """
+    python = python or sys.executable
+    head, rest = program[0], list(program[1:])
+    if head.endswith(".py"):
+        return [python, head] + rest, python
+    if "/" not in head and head in _PYTHON_NAMES:
+        return [python] + rest, python
+    if "/" not in head and shutil.which(head) is None and (Path(python).parent / head).exists():
+        head = str(Path(python).parent / head)
+    path = head if "/" in head else shutil.which(head)
+    if path and Path(path).name.startswith("python"):
+        return [head] + rest, path
+    return [head] + rest, _shebang_interpreter(path) if path else None
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bfrun", description="Launch a bluefog-jax program on N MPI ranks (one agent per rank).",
@@ -228,24 +198,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``bfrun`` console script; returns the exit status."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    python = sys.executable
-    if args.check:
-        ok, report = check_mpi_stack(python)
-        print(report, file=sys.stdout if ok else sys.stderr)
-        return 0 if ok else 1
-    if args.np is None or args.np < 1:
-        parser.error(f"-np must be a positive number of ranks; got {args.np}. Example: bfrun -np 4 train.py")
+def _program(args, parser) -> tuple[list[str], str | None]:
+    """The program from the command line, resolved by :func:`resolve_program`."""
     program = list(args.program)
     if program[:1] == ["--"]:
         program = program[1:]
     if not program:
         parser.error("no program given. Example: bfrun -np 4 python train.py")
-    if program[0].endswith(".py"):
-        program = [python] + program
+    return resolve_program(program)
+
+
+def _rank_env(args, parser) -> dict:
+    """Environment for every rank from ``-x``, ``--timeline`` and ``--local-size``."""
     if args.local_size is not None and (args.local_size < 1 or args.np % args.local_size):
         parser.error(f"--local-size must be a positive divisor of -np {args.np}; got {args.local_size}.")
     env = {}
@@ -258,8 +222,29 @@ def main(argv: list[str] | None = None) -> int:
         env["BLUEFOG_TIMELINE"] = args.timeline
     if args.local_size is not None:
         env["BLUEFOG_LOCAL_SIZE"] = str(args.local_size)
+    return env
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``bfrun`` console script; returns the exit status.
+
+    Parses the options, resolves the program (:func:`resolve_program`), checks the program's
+    interpreter (:func:`check_mpi_stack`), builds the ``mpiexec`` command
+    (:func:`build_command`) and runs it with :func:`bluefog_dist.supervise.run_job`, which
+    forwards ``SIGTERM``/``SIGINT``/``SIGHUP`` to the whole job and waits for it.
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.check:
+        ok, report = check_mpi_stack(sys.executable)
+        print(report, file=sys.stdout if ok else sys.stderr)
+        return 0 if ok else 1
+    if args.np is None or args.np < 1:
+        parser.error(f"-np must be a positive number of ranks; got {args.np}. Example: bfrun -np 4 train.py")
+    program, interpreter = _program(args, parser)
+    env = _rank_env(args, parser)
     try:
-        mpiexec = find_mpiexec(args.mpiexec, python)
+        mpiexec = find_mpiexec(args.mpiexec, sys.executable)
     except FileNotFoundError as err:
         print(err, file=sys.stderr)
         return 127
@@ -272,16 +257,11 @@ def main(argv: list[str] | None = None) -> int:
         print(shlex.join(cmd))
         return 0
     if not args.skip_check:
-        ok, report = check_mpi_stack(python)
+        ok, report = check_mpi_stack(interpreter or sys.executable)
         if not ok:
             print(report, file=sys.stderr)
             return 1
-    child_env = dict(os.environ)
-    child_env.update(env)
-    try:
-        return subprocess.call(cmd, env=child_env)
-    except KeyboardInterrupt:  # mpiexec forwards SIGINT to the ranks
-        return 130
+    return run_job(cmd, {**os.environ, **env})
 
 
 if __name__ == "__main__":  # pragma: no cover

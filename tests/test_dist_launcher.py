@@ -1,9 +1,13 @@
-"""``bfrun``: command construction, the MPI-stack check, and one real launch with a timeline."""
+"""``bfrun``: command construction, the program's interpreter, the MPI-stack check, stopping
+the whole job on a signal, and real launches (one with a timeline)."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -151,3 +155,162 @@ def test_single_process_without_mpiexec(tmp_path):
     assert "params [0.0, 1.0]" in proc.stdout
     assert ("the MPI world size must equal topology.size; got world size 1 and topology.size=4. "
             "Launch with bfrun -np 4") in proc.stdout
+
+
+# --- the program's interpreter (issue 15: commands copied into a fresh shell) -------------
+
+def _no_site_python(tmp_path: Path) -> Path:
+    """An interpreter that cannot import jax: this Python without its site-packages (-S)."""
+    bindir = tmp_path / "otherbin"
+    bindir.mkdir()
+    fake = bindir / "python"
+    fake.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n')
+    fake.chmod(0o755)
+    (bindir / "python3").symlink_to(fake)
+    return fake
+
+
+def test_resolve_program_uses_this_environment(tmp_path, monkeypatch):
+    here = sys.executable
+    assert launcher.resolve_program(["python", "a.py", "-x"]) == ([here, "a.py", "-x"], here)
+    assert launcher.resolve_program(["python3", "-m", "m"]) == ([here, "-m", "m"], here)
+    assert launcher.resolve_program(["a.py"]) == ([here, "a.py"], here)
+    # an explicit interpreter path is kept, and is the one to check
+    assert launcher.resolve_program(["/opt/py/bin/python3", "a.py"]) == (
+        ["/opt/py/bin/python3", "a.py"], "/opt/py/bin/python3")
+    # a console script of the environment, not on PATH: found next to the interpreter,
+    # and its interpreter read from its #! line
+    envbin = tmp_path / "env" / "bin"
+    envbin.mkdir(parents=True)
+    (envbin / "python").write_text("")
+    tool = envbin / "mytool"
+    tool.write_text(f"#!{envbin / 'python'}\nimport sys\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert launcher.resolve_program(["mytool", "--n", "2"], python=str(envbin / "python")) == (
+        [str(tool), "--n", "2"], str(envbin / "python"))
+    assert launcher.resolve_program(["hostname"]) == (["hostname"], None)
+
+
+def test_bfrun_refuses_an_interpreter_without_jax_with_the_fix(tmp_path):
+    fake = _no_site_python(tmp_path)
+    proc = subprocess.run(BFRUN + ["-np", "2", str(fake), "job.py"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 1
+    assert (f"bfrun: the program's interpreter {fake} cannot import jax "
+            "(ModuleNotFoundError: No module named 'jax'), so every rank would fail.") in proc.stderr
+    assert f"bfrun -np N {sys.executable} your_script.py" in proc.stderr
+    assert f"source {Path(sys.executable).parent}/activate" in proc.stderr
+
+
+def test_bare_python_in_a_fresh_shell_runs_the_environments_interpreter(tmp_path):
+    """PATH's first `python` lacks jax (a shell without the venv activated): bfrun's ranks
+    must still run the environment's interpreter and import jax and mpi4jax."""
+    fake = _no_site_python(tmp_path)
+    script = tmp_path / "which.py"
+    script.write_text("import sys, jax, mpi4jax\nfrom mpi4py import MPI\n"
+                      "print('rank', MPI.COMM_WORLD.Get_rank(), 'python', sys.executable)\n")
+    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(BFRUN + ["-np", "2", "python", str(script)], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for r in range(2):
+        assert f"rank {r} python {sys.executable}" in proc.stdout
+
+
+# --- stopping the job (issue 16 item 5) ---------------------------------------------------
+
+LOOP = """
+import os, sys, time
+print("RANK-PIDS", os.getpid(), os.getppid(), flush=True)
+while True:
+    time.sleep(0.1)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie (read from /proc, independent of bfrun)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def _pids_running(marker: str) -> set[int]:
+    """Every process whose command line contains ``marker``."""
+    found = set()
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if marker in entry.joinpath("cmdline").read_bytes().decode(errors="replace"):
+                found.add(int(entry.name))
+        except OSError:
+            pass
+    return found
+
+
+def _start_job(tmp_path, extra=(), preexec=None):
+    script = tmp_path / "loop_forever.py"
+    script.write_text(LOOP)
+    proc = subprocess.Popen(BFRUN + list(extra) + ["-np", "2", "python", str(script)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=preexec)
+    ranks, proxies = set(), set()
+    while len(ranks) < 2:
+        line = proc.stdout.readline()
+        assert line, f"job ended before its ranks started (exit {proc.poll()})"
+        if line.startswith("RANK-PIDS"):
+            _, pid, ppid = line.split()
+            ranks.add(int(pid))
+            proxies.add(int(ppid))
+    return proc, str(script), ranks | proxies
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
+@pytest.mark.parametrize("sig,extra,preexec", [
+    (signal.SIGTERM, (), None),
+    # started like `nohup bfrun ... &` from a script: SIGINT ignored, SIGHUP forwarded as TERM
+    (signal.SIGHUP, ("--skip-check",),
+     lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)),
+])
+def test_signal_to_bfrun_stops_every_process_of_the_job(tmp_path, sig, extra, preexec):
+    proc, marker, job = _start_job(tmp_path, extra, preexec)
+    job |= _pids_running(marker) - {proc.pid}  # mpiexec (its command line names the script)
+    assert len(job) >= 4, job  # mpiexec, the proxy, two ranks
+    t0 = time.monotonic()
+    os.kill(proc.pid, sig)
+    try:
+        rc = proc.wait(timeout=15)
+        while time.monotonic() - t0 < 10 and any(_alive(p) for p in job):
+            time.sleep(0.1)
+        assert [p for p in job if _alive(p)] == [], "orphans left behind"
+        assert time.monotonic() - t0 < 10
+        assert rc == 128 + sig
+    finally:  # never leave a looping job behind, even when the test fails
+        for pid in job | {proc.pid}:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        proc.stdout.close()
+
+
+def test_run_job_kills_a_job_that_ignores_the_signal(tmp_path):
+    """A job that ignores SIGTERM (here a shell and its child) is killed after the grace."""
+    code = textwrap.dedent(f"""
+        import sys
+        from bluefog_dist.supervise import run_job
+        cmd = ["sh", "-c", "trap '' TERM; sh -c \\"trap '' TERM; echo CHILD $$; sleep 300\\" & wait"]
+        sys.exit(run_job(cmd, {{}}, grace=1.0))
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            cwd=ROOT)
+    child = int(proc.stdout.readline().split()[1])
+    assert _alive(child)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 128 + signal.SIGTERM
+    assert 1.0 <= time.monotonic() - t0 < 5
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child)
+    proc.stdout.close()

@@ -1,0 +1,154 @@
+"""Run an ``mpiexec`` job from ``bfrun`` so that stopping ``bfrun`` stops the whole job.
+
+A batch scheduler stops a job by sending ``SIGTERM`` to the process it started (``bfrun``),
+and a terminal sends ``SIGINT`` (Ctrl-C) or ``SIGHUP`` (hang-up). Python's default for
+``SIGTERM`` and ``SIGHUP`` is to die at once, which left ``mpiexec``, its proxy and every rank
+running: MPICH's Hydra starts the proxy and the ranks in sessions of their own, so they are
+not in ``bfrun``'s process group and no group-wide signal reaches them. :func:`run_job`
+therefore
+
+1. forwards ``SIGTERM`` and ``SIGINT`` to ``mpiexec`` as they are, and ``SIGHUP`` as
+   ``SIGTERM`` (``mpiexec`` relays ``SIGTERM``/``SIGINT`` to every rank, on every host, and
+   cleans up; it does not handle ``SIGHUP``);
+2. remembers every process of the job on this machine (the descendants of ``mpiexec``,
+   read from ``/proc``, with their start times so that a recycled PID is never hit);
+3. if the job has not ended ``grace`` seconds after the signal, sends ``SIGKILL`` to
+   ``mpiexec`` and to every remembered process that is still alive, then waits for
+   ``mpiexec``.
+
+A signal that was *ignored* when ``bfrun`` started stays ignored, as in every Unix program:
+a shell without job control starts background jobs (``cmd &``, ``nohup cmd &``) with
+``SIGINT`` ignored, and so their ``mpiexec`` and ranks ignore it too. Stop such a job with
+``kill <pid>`` (``SIGTERM``), which is forwarded.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+__all__ = ["FORWARDED", "GRACE_SECONDS", "job_processes", "run_job"]
+
+#: Signals that stop the job, and the signal each is forwarded to ``mpiexec`` as.
+FORWARDED = {signal.SIGTERM: signal.SIGTERM, signal.SIGINT: signal.SIGINT,
+             signal.SIGHUP: signal.SIGTERM}
+#: Seconds between forwarding a signal and killing what is left of the job.
+GRACE_SECONDS = 5.0
+
+
+def _stat(pid: int) -> tuple[int, int] | None:
+    """``(parent pid, start time in clock ticks)`` of ``pid`` from ``/proc``, or ``None``."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may contain spaces: split after it.
+    fields = text[text.rindex(")") + 2:].split()
+    if fields[0] == "Z":  # a zombie is already dead; only its parent's wait is missing
+        return None
+    return int(fields[1]), int(fields[19])
+
+
+def job_processes(root: int) -> dict[int, int]:
+    """Every live descendant of process ``root`` on this machine, as ``{pid: start time}``.
+
+    The process tree is read from ``/proc/<pid>/stat`` (field 4: parent pid, field 22:
+    start time), so it is empty where ``/proc`` does not exist (macOS); ``bfrun`` then relies
+    on ``mpiexec`` alone to stop its ranks.
+
+    Parameters
+    ----------
+    root : int
+        The process whose descendants (children, grandchildren, ...) are wanted.
+
+    Returns
+    -------
+    dict of int to int
+        ``{pid: start time}`` of the descendants, ``root`` excluded.
+    """
+    parents: dict[int, list[int]] = {}
+    starts: dict[int, int] = {}
+    for entry in Path("/proc").glob("[0-9]*") if Path("/proc").is_dir() else ():
+        info = _stat(int(entry.name))
+        if info is not None:
+            parents.setdefault(info[0], []).append(int(entry.name))
+            starts[int(entry.name)] = info[1]
+    found: dict[int, int] = {}
+    todo = list(parents.get(root, []))
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found[pid] = starts[pid]
+            todo.extend(parents.get(pid, []))
+    return found
+
+
+def _kill_remembered(remembered: dict[int, int]) -> None:
+    """``SIGKILL`` every remembered process that is still the same process (same start)."""
+    for pid, start in remembered.items():
+        info = _stat(pid)
+        if info is not None and info[1] == start:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _install(received: list[int]) -> dict:
+    """Record forwarded signals in ``received``; keep signals that are ignored ignored."""
+    previous = {}
+    for sig in FORWARDED:
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            previous[sig] = signal.signal(sig, lambda signum, frame: received.append(signum))
+    return previous
+
+
+def run_job(cmd: list[str], env: dict, *, grace: float = GRACE_SECONDS,
+            poll: float = 0.05) -> int:
+    """Run ``cmd`` (an ``mpiexec`` command line) and stop the whole job if ``bfrun`` is stopped.
+
+    Parameters
+    ----------
+    cmd : list of str
+        The command line; ``cmd[0]`` is ``mpiexec`` (or ``mpirun``).
+    env : dict
+        Its environment.
+    grace : float
+        Seconds between forwarding a stop signal and ``SIGKILL`` of what is left.
+    poll : float
+        Seconds between checks of the job's state.
+
+    Returns
+    -------
+    int
+        ``mpiexec``'s exit status, or ``128 + signal number`` when a signal stopped the job
+        (the shell's convention: 143 for ``SIGTERM``, 130 for ``SIGINT``, 129 for ``SIGHUP``).
+    """
+    received: list[int] = []
+    previous = _install(received)
+    try:
+        child = subprocess.Popen(cmd, env=env)
+        remembered: dict[int, int] = {}
+        deadline = None
+        while child.poll() is None:
+            if received and deadline is None:
+                remembered.update(job_processes(child.pid))
+                child.send_signal(FORWARDED[signal.Signals(received[0])])
+                deadline = time.monotonic() + grace
+            elif deadline is not None:
+                remembered.update(job_processes(child.pid))
+                if time.monotonic() > deadline:
+                    child.kill()
+                    _kill_remembered(remembered)
+                    child.wait()
+                    break
+            time.sleep(poll)
+        if deadline is not None:  # what mpiexec left behind (none when it cleaned up)
+            _kill_remembered(remembered)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 128 + received[0] if received else child.returncode
