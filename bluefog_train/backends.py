@@ -22,8 +22,8 @@ class SimBackend:
     rank = 0
     size = None
 
-    def run(self, *args, local_size=None, **kwargs):
-        """:func:`bluefog_sim.run` (``local_size`` only matters under MPI)."""
+    def run(self, *args, **kwargs):
+        """:func:`bluefog_sim.run`."""
         import bluefog_sim
 
         return bluefog_sim.run(*args, **kwargs)

@@ -248,7 +248,7 @@ def test_cli_variants_run_and_learn(tmp_path, args):
 
 @pytest.mark.parametrize("args, message", [
     (["--checkpoint-every", "10"], "--checkpoint-every and --resume need --checkpoint-dir DIR"),
-    (["--agents", "0"], "--agents must be a positive int; got 0"),
+    (["--agents", "0"], "--agents must be an integer >= 1; got 0"),
     (["--steps", "100", "--record-every", "30", "--checkpoint-dir", "x", "--checkpoint-every", "40"],
      "--checkpoint-every must be a multiple of --record-every"),
     (["--agents", "6", "--topology", "hypercube"], "needs a power-of-two number of agents; got 6"),
