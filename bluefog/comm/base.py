@@ -20,6 +20,7 @@ from ..topology.hierarchical import lift_machine_topology, machine_average_topol
 from ..topology.schedule import Round, Schedule
 from . import dynamic
 from .leaves import float_leaves
+from .mixing import uniform_counts
 from .protocol import NeighborValues, PyTree
 
 __all__ = ["ScheduleCommunicator"]
@@ -115,11 +116,41 @@ class ScheduleCommunicator:
         return lax.switch(index, branches, leaves)
 
     def _mix(self, leaves: list, schedule: Schedule) -> list:
+        r"""This agent's row of ``W @ X``: one exchange per round of ``schedule``.
+
+        Uniform averages (every row :math:`1/c_i` on itself and each in-neighbor, see
+        :func:`bluefog.comm.mixing.uniform_counts`) are summed, then divided once by the
+        integer :math:`c_i`, as Bluefog does; other rows are
+        :math:`s_i x_i + \sum_r w^{(r)}_i x_{\sigma_r(i)}`.
+        """
+        counts = uniform_counts(schedule)
+        if counts is not None:
+            return self._mix_uniform(leaves, schedule, counts)
         out = [self._table(schedule.self_weights, leaf.dtype) * leaf for leaf in leaves]
         for rnd in schedule.rounds:
             received = self._exchange(leaves, rnd)
             out = [acc + self._table(rnd.weights, acc.dtype) * r for acc, r in zip(out, received)]
         return out
+
+    def _mix_uniform(self, leaves: list, schedule: Schedule, counts) -> list:
+        """Sum-then-scale: add the received values of real edges, divide by ``counts[i]``."""
+        total = list(leaves)
+        for rnd in schedule.rounds:
+            received = self._exchange(leaves, rnd)
+            if rnd.active.all():
+                total = [acc + r for acc, r in zip(total, received)]
+            else:  # padding exchanges (weight 0) add nothing
+                real = self._table(rnd.active, jnp.bool_)
+                total = [acc + jnp.where(real, r, jnp.zeros_like(r))
+                         for acc, r in zip(total, received)]
+        if np.all(np.exp2(np.round(np.log2(counts))) == counts):
+            # 1/c is exact for powers of two: XLA's multiply-by-reciprocal is exact too
+            return [acc / self._table(counts, acc.dtype) for acc in total]
+        # XLA rewrites A / broadcast(c) into A * broadcast(1/c), rounding 1/c first (seen on
+        # CPU, jax 0.10); a divisor hidden behind an optimization barrier keeps the one,
+        # correctly rounded division.
+        return [acc / lax.optimization_barrier(jnp.full(acc.shape, self._table(counts, acc.dtype)))
+                for acc in total]
 
     # ---- the protocol -------------------------------------------------------------------
     def neighbor_allreduce(self, x: PyTree, topology=None, t=None, *, self_weight=None,

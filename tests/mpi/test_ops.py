@@ -210,6 +210,17 @@ def test_dynamic_form_callables_match_dense_oracle(comm, rank, size, form):
     np.testing.assert_allclose(out, np.tensordot(W, X, axes=1)[rank], rtol=1e-5, atol=1e-6)
 
 
+def test_uniform_averaging_meets_bluefogs_float32_tolerance(comm, rank, size):
+    """Bluefog's 50-tensor check (tensor k of rank r filled with k + r): uniform weights are
+    summed then divided once, so (d + 1) |out - W @ X| <= 1e-5 in float32 (1/3 at -n 3, 4)."""
+    topology = exponential_graph(size)
+    X = np.arange(50.0)[None, :, None] + np.arange(size)[:, None, None] + np.zeros((1, 1, 23))
+    out = jax.jit(lambda x: comm.neighbor_allreduce(x, topology))(jnp.asarray(X[rank], jnp.float32))
+    W = topology.weights
+    error = np.abs(np.asarray(out, np.float64) - np.tensordot(W, X, axes=1)[rank]).max()
+    assert error * np.count_nonzero(W[rank]) <= 1e-5
+
+
 def test_dynamic_form_disagreement_raises_on_every_rank(comm, rank, size):
     X = jnp.asarray(stacked(size)["a"][rank])
     if size >= 2:
