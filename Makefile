@@ -17,9 +17,9 @@ demo: $(SETUP)
 test: $(SETUP)
 	$(PY) -m pytest
 
-# Side-by-side benchmarks; rewrites the README's performance table (benchmarks/compare.py).
+# Side-by-side benchmarks; rewrites the README's performance table (python -m benchmarks.compare).
 compare: $(SETUP)
-	$(PY) benchmarks/compare.py --write-readme
+	$(PY) -m benchmarks.compare --write-readme
 
 clean-venv:
 	rm -rf .venv

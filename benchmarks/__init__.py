@@ -1,2 +1,4 @@
 """bluefog-jax benchmarks: the asv suite lives in ``benchmarks/asv_bench``; the other modules
-here are command-line scripts (``python benchmarks/<name>.py --help``)."""
+are command-line programs, run from the repository root as modules of this package
+(``python -m benchmarks.<name> --help``), and import each other's helpers relatively
+(``_timing``, ``_topologies``, ``_workload``, ``_mpi``)."""

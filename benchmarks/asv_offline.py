@@ -13,7 +13,7 @@ upgrade that adds a library is noticed.
 
 Usage::
 
-    python benchmarks/asv_offline.py .asv/html     # after `asv publish`
+    python -m benchmarks.asv_offline .asv/html     # after `asv publish`
 """
 
 from __future__ import annotations

@@ -49,15 +49,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from bluefog_sim import SimComm
+
+from . import _workload as W
+from .cost_report import table as cost_table
+from ._mpi import mpiexec_path, rank_env, run_ranks
+from ._timing import fmt_time, machine_load, median_time
+from ._topologies import make_topology
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-
-import _workload as W  # noqa: E402
-from _timing import fmt_time, machine_load, median_time  # noqa: E402
-from _topologies import make_topology  # noqa: E402
-
-from bluefog_sim import SimComm  # noqa: E402
 
 BEGIN, END = "<!-- perf-table -->", "<!-- /perf-table -->"
 
@@ -109,17 +110,15 @@ def sim_rows(n: int, steps: int, repeats: int) -> dict:
 
 def mpi_dgd(ranks: int, steps: int) -> float | str:
     """Seconds per DGD step with one process per agent, or the reason it is unavailable."""
-    from asv_bench.mpi_ops import _mpiexec, rank_env
-
-    exe = _mpiexec()
+    exe = mpiexec_path()
     if exe is None:
         return "mpiexec not found"
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "dgd.json")
-        proc = subprocess.run([exe, "-n", str(ranks), sys.executable,
-                               os.path.join(HERE, "dgd_ranks.py"), "--steps", str(steps),
+        proc = subprocess.run([exe, "-n", str(ranks), sys.executable, "-m",
+                               "benchmarks.dgd_ranks", "--steps", str(steps),
                                "--json", out], capture_output=True, text=True, timeout=600,
-                              env=rank_env(ranks))
+                              env=rank_env(ranks), cwd=ROOT)
         if proc.returncode or not os.path.exists(out):
             return f"mpiexec failed: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}"
         with open(out) as f:
@@ -141,20 +140,18 @@ EXCHANGE_METHODS = [
 def mpi_exchange(ranks: int, nbytes: list[int], repeats: int) -> dict | str:
     """One ``mpiexec`` run of ``benchmarks/mpi_exchange.py --json`` (the MPI engineer's
     side-by-side script: all MPI methods, gloo included, in the same run)."""
-    from asv_bench.mpi_ops import _mpiexec, rank_env
-
-    script = os.path.join(HERE, "mpi_exchange.py")
-    if not os.path.exists(script):
+    if not os.path.exists(os.path.join(HERE, "mpi_exchange.py")):
         return "benchmarks/mpi_exchange.py not present"
-    exe = _mpiexec()
+    exe = mpiexec_path()
     if exe is None:
         return "mpiexec not found"
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "x.json")
         proc = subprocess.run(
-            [exe, "-n", str(ranks), sys.executable, script, "--topologies", "exponential",
-             "--sizes", ",".join(map(str, nbytes)), "--repeats", str(repeats), "--json", out],
-            capture_output=True, text=True, timeout=900, env=rank_env(ranks))
+            [exe, "-n", str(ranks), sys.executable, "-m", "benchmarks.mpi_exchange",
+             "--topologies", "exponential", "--sizes", ",".join(map(str, nbytes)),
+             "--repeats", str(repeats), "--json", out],
+            capture_output=True, text=True, timeout=900, env=rank_env(ranks), cwd=ROOT)
         if proc.returncode or not os.path.exists(out):
             return f"mpi_exchange.py failed (rc={proc.returncode}): {proc.stderr.strip()[-500:]}"
         with open(out) as f:
@@ -276,8 +273,6 @@ def main(argv=None):
     print(f"  simulator, {args.ranks} agents: {sim4}", file=sys.stderr, flush=True)
     dgd_mpi = mpi_dgd(args.ranks, args.steps)
     print(f"  one process per agent: {dgd_mpi}", file=sys.stderr, flush=True)
-    from asv_bench.mpi_ops import run_ranks
-
     pingpong = run_ranks(floats=[2, 256, 4096, 65536, 262144], ranks=args.ranks)
     data = mpi_exchange(args.ranks, args.bytes, args.repeats)
     print("  mpi_exchange: " + ("ok" if isinstance(data, dict) else data), file=sys.stderr,
@@ -290,10 +285,8 @@ def main(argv=None):
         print("\n" + mix)
     cost = None
     if not isinstance(pingpong, str):
-        import cost_report
-
         cost = (f"Measured inside `mpiexec -n {args.ranks}` ranks by `benchmarks/mpi_ranks.py` "
-                f"in this run ({machine_load()}):\n\n" + cost_report.table(pingpong))
+                f"in this run ({machine_load()}):\n\n" + cost_table(pingpong))
         print("\n" + cost)
     if args.write_readme:
         write_readme(text, args.readme)

@@ -10,8 +10,8 @@
 
 Usage::
 
-    python benchmarks/cost_report.py                 # runs mpiexec -n 4 (about a minute)
-    python benchmarks/cost_report.py --from out.json # from an earlier mpi_ranks.py --json
+    python -m benchmarks.cost_report                 # runs mpiexec -n 4 (about a minute)
+    python -m benchmarks.cost_report --from out.json # from an earlier mpi_ranks.py --json
 
 The ranks share this machine's cores, so "measured / predicted" above 1 shows CPU contention
 and per-call overhead that the network model does not contain.
@@ -21,20 +21,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from _timing import fmt_time, machine_load  # noqa: E402
-
-from bluefog.cost_model import (  # noqa: E402
+from bluefog.cost_model import (
     exponential_exchange_time,
     fit_alpha_beta,
     one_peer_exponential_time,
     recursive_doubling_allreduce_time,
     ring_allreduce_time,
 )
+
+from ._timing import fmt_time, machine_load
 
 #: (row label, measured op in mpi_ranks' JSON, prediction(model, n, nbytes))
 ROWS = [
@@ -101,7 +98,7 @@ def main(argv=None):
         with open(args.src) as f:
             res = json.load(f)
     else:
-        from asv_bench.mpi_ops import run_ranks
+        from ._mpi import run_ranks
 
         res = run_ranks(floats=args.floats, ranks=args.ranks)
         if isinstance(res, str):

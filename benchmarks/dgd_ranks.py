@@ -4,19 +4,15 @@
 Rank 0 writes ``{"size": N, "per_step": seconds, "samples": [...]}`` (slowest rank per
 sample, median over samples). Usage::
 
-    mpiexec -n 4 python benchmarks/dgd_ranks.py --json out.json
+    mpiexec -n 4 python -m benchmarks.dgd_ranks --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def main(argv=None):
@@ -31,8 +27,8 @@ def main(argv=None):
     from jax import lax
     from mpi4py import MPI
 
-    import _workload as W
-    from _topologies import make_topology
+    from . import _workload as W
+    from ._topologies import make_topology
     from bluefog_dist import MpiComm
 
     world = MPI.COMM_WORLD

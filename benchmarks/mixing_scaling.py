@@ -15,16 +15,15 @@ Every method's result is checked against NumPy's ``W @ X`` before it is timed. T
 medians of repeats with ``block_until_ready``; ratios are to ``sim`` of the same row, i.e.
 measured in the same run. Usage::
 
-    python benchmarks/mixing_scaling.py            # full sweep (a few minutes)
-    python benchmarks/mixing_scaling.py --quick    # small sizes, seconds
-    python benchmarks/mixing_scaling.py --json out.json
+    python -m benchmarks.mixing_scaling            # full sweep (a few minutes)
+    python -m benchmarks.mixing_scaling --quick    # small sizes, seconds
+    python -m benchmarks.mixing_scaling --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 import jax
@@ -32,12 +31,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bluefog_sim import SimComm, spmd
 
-from _timing import block, fmt_time, machine_load, median_time  # noqa: E402
-from _topologies import make_topology  # noqa: E402
-
-from bluefog_sim import SimComm, spmd  # noqa: E402
+from ._timing import block, fmt_time, machine_load, median_time
+from ._topologies import make_topology
 
 #: (n, d) points of the full sweep: d in {1e3, 1e5, 1e6} at n = 64, n in {8, 64, 256} at 1e5.
 FULL_GRID = [(64, 1000), (64, 100_000), (64, 1_000_000), (8, 100_000), (256, 100_000)]

@@ -1,7 +1,7 @@
 """Neighbour exchange under MPI: bluefog-jax vs raw mpi4py, MPI_Allreduce and gloo, side by side.
 
-Run with ``mpiexec -n 4 .venv/bin/python benchmarks/mpi_exchange.py [--json out.json]
-[--markdown]`` (or ``bfrun -np 4 benchmarks/mpi_exchange.py ...``). For each topology
+Run with ``mpiexec -n 4 .venv/bin/python -m benchmarks.mpi_exchange [--json out.json]
+[--markdown]`` (or ``bfrun -np 4 python -m benchmarks.mpi_exchange ...``). For each topology
 (exponential graph and ring over the world size) and each message size per rank, in ONE run,
 it times one ``neighbor_allreduce`` (x_i <- sum_j W_ij x_j, float32) done by
 

@@ -19,7 +19,7 @@ are left out):
 ``bluefog_one_peer_loop``   one-peer exponential graph, K inside one ``fori_loop``
 ``bluefog_allreduce_loop``  ``MpiComm.allreduce``, K inside one ``fori_loop``
 
-Usage: ``mpiexec -n 4 python benchmarks/mpi_ranks.py --json out.json [--quick]``.
+Usage: ``mpiexec -n 4 python -m benchmarks.mpi_ranks --json out.json [--quick]``.
 """
 
 from __future__ import annotations
@@ -28,12 +28,9 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 
 import numpy as np
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def _timeit(comm, fn, reps, samples):
@@ -62,7 +59,7 @@ def measure(sizes, *, samples=5, loop=20, quick=False) -> dict:
     def record(op, d, t):
         res["ops"].setdefault(op, {})[str(d)] = t
 
-    from _topologies import make_topology
+    from ._topologies import make_topology
 
     topo = make_topology("exponential", size) if size > 1 else None
     for d in sizes:

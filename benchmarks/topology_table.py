@@ -11,8 +11,8 @@ the per-step rate over one period, ``||W(P-1)...W(0) - J||_2^(1/P)`` (the pool o
 
 Usage::
 
-    .venv/bin/python benchmarks/topology_table.py            # n = 64, 1 MB
-    .venv/bin/python benchmarks/topology_table.py --n 128
+    .venv/bin/python -m benchmarks.topology_table            # n = 64, 1 MB
+    .venv/bin/python -m benchmarks.topology_table --n 128
 """
 
 from __future__ import annotations

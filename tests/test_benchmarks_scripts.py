@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+if str(ROOT) not in sys.path:  # the benchmarks package sits, uninstalled, at the repository root
+    sys.path.insert(0, str(ROOT))
 
-import asv_offline  # noqa: E402
-import cost_report  # noqa: E402
+from benchmarks import asv_offline, cost_report  # noqa: E402
 
 
 def test_write_readme_replaces_only_between_markers(tmp_path):
-    compare = pytest.importorskip("compare")
+    compare = pytest.importorskip("benchmarks.compare")
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- perf-table -->\nold table\n<!-- /perf-table -->\noutro\n")
     compare.write_readme("| new | table |", str(readme))
@@ -77,7 +77,7 @@ def test_cost_report_needs_pingpong():
 
 
 def test_topology_cost_tracks_match_hand_counts():
-    from asv_bench.topology_cost import TopologyCost
+    from benchmarks.asv_bench.topology_cost import TopologyCost
 
     b = TopologyCost()
     b.setup("exponential", 64)
@@ -96,7 +96,7 @@ def test_topology_cost_tracks_match_hand_counts():
 
 
 def test_mixing_scaling_methods_agree_and_report():
-    ms = pytest.importorskip("mixing_scaling")
+    ms = pytest.importorskip("benchmarks.mixing_scaling")
     row = ms.measure(8, 64, repeats=1, loop=3)
     assert row["rounds"] == 3
     assert all(row[m] > 0 for m in ms.METHODS)
@@ -112,13 +112,38 @@ def test_mpi_ranks_times_inside_two_ranks(tmp_path):
         mpiexec = shutil.which("mpiexec")
     pytest.importorskip("mpi4py")
     out = tmp_path / "r.json"
-    proc = subprocess.run([str(mpiexec), "-n", "2", sys.executable,
-                           str(ROOT / "benchmarks" / "mpi_ranks.py"), "--quick", "--samples", "2",
-                           "--floats", "2", "1024", "--json", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([str(mpiexec), "-n", "2", sys.executable, "-m", "benchmarks.mpi_ranks",
+                           "--quick", "--samples", "2", "--floats", "2", "1024", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(out.read_text())
     assert res["size"] == 2 and res["exponential_rounds"] == 1
     for op in ("raw_pingpong", "raw_sendrecv_ring", "raw_exchange_exponential", "raw_allreduce"):
         assert set(res["ops"][op]) == {"2", "1024"}
         assert all(0 < t < 1 for t in res["ops"][op].values())
+
+
+#: The command-line programs of the benchmarks package (``python -m benchmarks.<name>``).
+PROGRAMS = ["asv_offline", "compare", "cost_report", "dgd_ranks", "mixing_scaling",
+            "mpi_exchange", "mpi_ranks", "topology_table"]
+
+
+def test_every_benchmark_program_runs_as_a_module_of_the_package(tmp_path):
+    """`python -m benchmarks.<name> --help` from the repository root, as the README runs
+    them: each imports its siblings relatively (no `sys.path` set-up) and prints its usage."""
+    code = ("import runpy, sys\n"
+            "for name in sys.argv[1:]:\n"
+            "    sys.argv = [name, '--help']\n"
+            "    try:\n"
+            "        runpy.run_module('benchmarks.' + name, run_name='__main__')\n"
+            "    except SystemExit as e:\n"
+            "        print('EXIT', name, e.code, flush=True)\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-c", code, *PROGRAMS], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in PROGRAMS:
+        assert f"EXIT {name} 0" in proc.stdout, (name, proc.stdout[-2000:], proc.stderr[-2000:])
+    # the sibling helpers are reached as package modules, not by a path hack
+    for name in PROGRAMS + ["_mpi", "_timing", "_topologies", "_workload"]:
+        assert "sys.path.insert" not in (ROOT / "benchmarks" / f"{name}.py").read_text(), name

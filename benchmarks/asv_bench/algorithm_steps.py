@@ -13,11 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from . import BENCH_DIR  # noqa: F401
-from _topologies import make_topology  # noqa: E402
-
-from bluefog.algorithm import AgentContext, Problem  # noqa: E402
-from bluefog_sim import agent_keys, spmd  # noqa: E402
+from benchmarks._topologies import make_topology
+from bluefog.algorithm import AgentContext, Problem
+from bluefog_sim import agent_keys, spmd
 
 N = 64
 #: Factories tried when ``algorithms.REGISTRY`` is absent (name -> needs a step size).

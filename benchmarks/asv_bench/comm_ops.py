@@ -10,10 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from . import BENCH_DIR  # noqa: F401  (puts benchmarks/ on sys.path)
-from _topologies import FAMILIES, make_topology  # noqa: E402
-
-from bluefog_sim import SimComm, spmd  # noqa: E402
+from benchmarks._topologies import FAMILIES, make_topology
+from bluefog_sim import SimComm, spmd
 
 AGENTS = [8, 64, 256]
 SIZES = [1_000, 100_000]

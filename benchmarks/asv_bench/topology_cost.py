@@ -3,10 +3,8 @@
 import jax.numpy as jnp
 import numpy as np
 
-from . import BENCH_DIR  # noqa: F401
-from _topologies import FAMILIES, make_topology, rounds_per_step  # noqa: E402
-
-from bluefog_sim import spmd  # noqa: E402
+from benchmarks._topologies import FAMILIES, make_topology, rounds_per_step
+from bluefog_sim import spmd
 
 #: Message of the bytes benchmark: 1000 float32 values per agent.
 FLOATS = 1000
