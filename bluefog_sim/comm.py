@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -22,6 +23,12 @@ class SimComm(ScheduleCommunicator):
     ``lax.ppermute`` with a *full* permutation; ``allreduce`` is ``lax.psum``; ``allgather`` is
     ``lax.all_gather``. The same per-agent code also runs under ``shard_map`` over a mesh
     axis of that name.
+
+    Bluefog's per-call form ``neighbor_allreduce(x, self_weight=..., src_weights=...,
+    dst_weights=...)`` runs here too; since the rank is traced, per-agent peers are given as
+    callables ``rank -> value``, evaluated for every agent at trace time, e.g.
+    ``src_weights=lambda r: {(r - 1) % n: 0.5}`` (see
+    :meth:`bluefog.comm.ScheduleCommunicator.neighbor_allreduce`).
 
     Parameters
     ----------
@@ -66,10 +73,9 @@ class SimComm(ScheduleCommunicator):
         return lax.pmax(value, self.axis_name)
 
     def broadcast(self, x, root: int):
-        """Agent ``root``'s value on every agent: ``psum(where(rank == root, x, 0))``."""
+        r"""Agent ``root``'s value on every agent, :math:`x_i^{+} = x_{\text{root}}`,
+        computed as ``psum(where(rank == root, x, 0))`` over the agent axis."""
         root = self._check_root(root, "broadcast")
-        import jax
-
         is_root = self.rank() == root
         return jax.tree_util.tree_map(
             lambda leaf: lax.psum(jnp.where(is_root, leaf, jnp.zeros_like(leaf)), self.axis_name), x)

@@ -84,6 +84,10 @@ def rank_spec(rank: int, n: int, self_weight, src_weights, dst_weights) -> Dynam
     ------
     TypeError, ValueError
         With a message naming the argument, what was expected and what was received.
+
+    References
+    ----------
+    Bluefog ``neighbor_allreduce``'s argument checks (``bluefog/torch/mpi_ops.py``).
     """
     s, src, dst = (_resolve(v, rank) for v in (self_weight, src_weights, dst_weights))
     if s is None or src is None:
@@ -197,5 +201,10 @@ def dynamic_schedule(specs: tuple) -> Schedule:
     ------
     ValueError
         A receiver lists a sender that does not list it in ``dst_weights``, or the reverse.
+
+    References
+    ----------
+    The schedule: :func:`bluefog.topology.schedule.compile_schedule` (Konig edge colouring);
+    the weights: Bluefog's dynamic ``neighbor_allreduce`` (Ying et al., 2021).
     """
     return compile_schedule(_dense(specs))
