@@ -2,7 +2,7 @@
 
 The breast-cancer data set bundled with scikit-learn (569 samples, 30 features, standardised,
 plus an intercept) is split across the agents *sorted by label* (most agents only see one
-class), and every agent talks only to its neighbours in the chosen topology. Three methods
+class), and every agent talks only to its neighbors in the chosen topology. Three methods
 run with the same step size and the same communication per iteration:
 
 * DGD              x_i <- sum_j W_ij x_j - lr grad f_i(x_i)           (inexact: O(lr) bias)
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     print(f"problem : {problem.name}; {one_class}/{args.agents} agents hold a single class "
           f"(label-sorted split); optimum by Newton's method (float64)")
     print(f"topology: {topo.name}: n={topo.size}, rho={topo.rho:.4f}, "
-          f"{rounds_per_step(topo)} exchange round(s) per neighbour_allreduce, "
+          f"{rounds_per_step(topo)} exchange round(s) per neighbor_allreduce, "
           f"backend: bluefog_sim (jax.vmap over agents, {jax.devices()[0].platform}), "
           f"{'float32' if args.float32 else 'float64'}")
 
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
         print(f"{label:<18} {err:11.2e} {cons:11.2e} {total:8.2f} {comp:10.2f} {sps:9.0f}")
     by = {r[0]: r for r in rows}
     if "DGD" in by and "exact diffusion" in by:
-        print(f"\ntake-away: same step size, same single neighbour exchange per step: exact diffusion "
+        print(f"\ntake-away: same step size, same single neighbor exchange per step: exact diffusion "
               f"reaches {by['exact diffusion'][1]:.0e} relative error, DGD stalls at "
               f"{by['DGD'][1]:.0e} (its O(lr) bias on non-iid data).")
     elif "DGD" in by and "gradient tracking" in by:

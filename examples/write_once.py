@@ -3,10 +3,11 @@
 A user-defined decentralized gradient descent (DGD), written once from one agent's point of
 view, run either for all agents in one process (the vmap simulator) or one agent per MPI rank:
 
-    .venv/bin/python examples/write_once.py --backend sim --agents 8
-    .venv/bin/bfrun -np 4 .venv/bin/python examples/write_once.py --backend mpi
+    source .venv/bin/activate            # once per shell (or prefix each command with .venv/bin/)
+    python examples/write_once.py --backend sim --agents 4
+    bfrun -np 4 python examples/write_once.py --backend mpi
 
-Both print the same final error, to float tolerance: the simulator's row ``i`` *is* rank
+Both print the same numbers, to float tolerance: the simulator's row ``i`` *is* rank
 ``i``'s trajectory.
 """
 
@@ -51,11 +52,13 @@ def quadratic_problem(n: int, d: int, seed: int = 0) -> Problem:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--backend", choices=["sim", "mpi"], default="sim")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--backend", choices=["sim", "mpi"], default="sim",
+                   help="sim: all agents in this process; mpi: one agent per rank (bfrun -np N)")
     p.add_argument("--agents", type=int, default=8, help="simulator only; MPI uses the world size")
-    p.add_argument("--steps", type=int, default=500)
-    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--steps", type=int, default=500, help="iterations")
+    p.add_argument("--lr", type=float, default=0.05, help="step size")
     args = p.parse_args(argv)
 
     if args.backend == "sim":
