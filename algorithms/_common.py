@@ -7,6 +7,7 @@ by :mod:`bluefog.validation`, once, in each public factory.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import jax
@@ -84,8 +85,10 @@ def require_static(topology, algorithm: str, alternative: str) -> None:
 
 
 def require_weights(topology, algorithm: str, *, row: bool = False, column: bool = False,
-                    symmetric: bool = False) -> None:
-    """Check stochasticity / symmetry of every pattern of ``topology`` (plain NumPy)."""
+                    symmetric: bool = False, also: str = "") -> None:
+    """Check stochasticity / symmetry of every pattern of ``topology`` (plain NumPy); the
+    ``ValueError`` names the pattern, what it has, what is needed and the fix (``also`` is
+    appended to the fix)."""
     for p in _patterns(topology, algorithm):
         W = p.weights
         what = []
@@ -115,5 +118,52 @@ def require_weights(topology, algorithm: str, *, row: bool = False, column: bool
                        "column-stochastic weights.")
             raise ValueError(
                 f"{algorithm} needs {need}-stochastic mixing weights; pattern {p.name!r} has "
-                f"{'; '.join(what)}. {fix}"
+                f"{'; '.join(what)}. {fix}{also}"
             )
+
+
+#: Largest ``n`` for which the warning of :func:`require_symmetric_or_opt_in` computes the
+#: eigenvalues of ``W`` (an ``O(n^3)`` dense eigen-decomposition).
+MAX_EIG_N = 2048
+
+
+def small_step_radius(W: np.ndarray, gamma: float = 0.5) -> float:
+    r"""Spectral radius of the step-size-zero limit of exact diffusion / EXTRA / NIDS.
+
+    With :math:`\tilde W = I - \gamma (I - W)` (:math:`\gamma = 1/2`: :math:`(I + W)/2`) the
+    error recursion of all three methods tends, as :math:`\alpha \to 0`, to
+    :math:`e^{k+1} = \tilde W (2 e^k - e^{k-1})`, whose modes are the roots of
+    :math:`\lambda^2 - 2\nu\lambda + \nu = 0` for each eigenvalue :math:`\nu` of
+    :math:`\tilde W`. For a symmetric ``W`` (real :math:`\nu \in [0, 1]`) every root has
+    :math:`|\lambda|^2 = \nu \le 1`; complex :math:`\nu` (a non-symmetric ``W``) can give
+    :math:`|\lambda| > 1`, and then small step sizes diverge (Yuan et al. 2019 assume a
+    symmetric ``W`` for this reason). Returns :math:`\max |\lambda|`.
+    """
+    nu = 1.0 - gamma * (1.0 - np.linalg.eigvals(np.asarray(W, dtype=np.float64)))
+    disc = np.sqrt(nu * nu - nu + 0j)
+    return float(np.max(np.maximum(np.abs(nu + disc), np.abs(nu - disc))))
+
+
+def require_symmetric_or_opt_in(topology, algorithm: str, allow_asymmetric: bool, *,
+                                measured: str, gamma: float = 0.5) -> bool:
+    """Require doubly stochastic weights, and symmetric ones unless ``allow_asymmetric``;
+    warn (``UserWarning``) for each non-symmetric pattern that was opted in. Returns ``True``
+    if every pattern is symmetric."""
+    require_weights(topology, algorithm, row=True, column=True, symmetric=not allow_asymmetric,
+                    also=f" Or, knowingly, {algorithm}(..., allow_asymmetric=True): the fixed "
+                         "point stays exact but small step sizes diverge on non-symmetric W "
+                         f"(see help({algorithm})).")
+    asym = [p for p in topology.patterns if not p.is_symmetric]
+    if asym:
+        rho = (f"{max(small_step_radius(p.weights, gamma) for p in asym):.4g}"
+               if topology.size <= MAX_EIG_N else f"not computed for n > {MAX_EIG_N}")
+        names = repr(asym[0].name) + (f" and {len(asym) - 1} more" if len(asym) > 1 else "")
+        warnings.warn(
+            f"{algorithm}: running on the non-symmetric pattern {names} "
+            f"(allow_asymmetric=True). Every fixed point is still the exact minimiser (W is "
+            "doubly stochastic), but convergence is not guaranteed: the step-size-zero limit of "
+            f"the iteration has spectral radius {rho} on this W (> 1 means small step sizes "
+            f"diverge). {measured} For guaranteed convergence use a symmetric topology, e.g. "
+            "bluefog.topology.symmetric_exponential_graph(n).",
+            UserWarning, stacklevel=3)
+    return not asym
