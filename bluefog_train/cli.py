@@ -168,6 +168,11 @@ def main(argv=None) -> int:
         return 0
     results.pop("_final_params")
     print(_summary(results, results["config"]["agents"]))
+    h = results["history"]
+    bad = [s for s, v in zip(h["step"], h["loss"]) if not np.isfinite(v)]
+    if bad:  # only reachable with --allow-nonfinite
+        print(f"bluefog-train: warning: the loss is not finite from step {bad[0]} on "
+              "(--allow-nonfinite recorded it).", file=sys.stderr)
     _write_outputs(results, cfg)
     return 0
 

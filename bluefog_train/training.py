@@ -202,11 +202,12 @@ def _begin(cfg, backend, exp):
 
 
 def _diverged(err, start: int, saver) -> TrainingDiverged:
-    where = f"; the last finite checkpoint {saver.last} is kept" if saver and saver.last else ""
+    last = saver.last if saver else None
+    kept = f" The last finite checkpoint {last} is kept." if last else ""
+    where = f" (steps counted from the resumed step {start})" if start else ""
     return TrainingDiverged(
-        f"training diverged at step {start + err.step}: {err}{where}. Lower --lr, or pass "
-        "--allow-nonfinite to record NaN and go on.",
-        start + err.step, saver.last if saver else None)
+        f"training diverged at step {start + err.step}: {err}{where}{kept} Lower --lr, or "
+        "pass --allow-nonfinite to record NaN and go on.", start + err.step, last)
 
 
 def _run(cfg, backend, exp, start, state, saver, progress):
