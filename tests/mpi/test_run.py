@@ -69,6 +69,15 @@ ALGORITHMS = [
     ("dsgd", _library("dsgd", 0.05), "least_squares", ("star", "random_matching")),
 ]
 
+def _choco_sgd():
+    from algorithms._choco import choco_sgd
+    from bluefog.compression import top_k
+
+    return choco_sgd(0.05, top_k(0.5), 0.3)  # k = 2 of 3 coordinates on the wire
+
+
+ALGORITHMS.append(("choco_sgd", _choco_sgd, "quadratic", ("exponential",)))
+
 CASES = [(name, topo) for name, _, _, topos in ALGORITHMS for topo in topos]
 
 

@@ -1,0 +1,188 @@
+r"""Methods for compressed communication: CHOCO-Gossip, CHOCO-SGD, and naive compressed DGD.
+
+Sending :math:`\mathcal C(x)` instead of :math:`x` breaks plain gossip: for a biased
+compressor (top-k) :math:`\sum_j W_{ij}\mathcal C(x_j)` loses mass every step, and even an
+unbiased one injects noise that never decays. CHOCO (Koloskova, Stich & Jaggi, ICML 2019)
+compresses *differences* against a public copy :math:`\hat x_j` that every neighbor of
+:math:`j` tracks identically:
+
+.. math::
+    q_i = \mathcal C(x_i - \hat x_i),\qquad \hat x_i \leftarrow \hat x_i + q_i,\qquad
+    s_i \leftarrow s_i + \sum_j W_{ij} q_j,\qquad
+    x_i \leftarrow x_i + \gamma\,(s_i - \hat x_i),
+
+where :math:`s_i = \sum_j W_{ij}\hat x_j` is maintained incrementally (one compressed
+neighbor exchange per step). For a doubly stochastic :math:`W` the average of the
+:math:`x_i` is preserved exactly at every step, and :math:`x_i - \hat x_i \to 0`, so the
+compression error vanishes: CHOCO-Gossip converges linearly to the exact average for any
+contractive compressor and a small enough consensus step :math:`\gamma`.
+
+The keys: agent ``i`` compresses at step ``t`` with ``fold_in(ctx.key, t)``, so a run is
+deterministic and the simulator and MPI agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+
+from bluefog.algorithm import Algorithm
+from bluefog.compression import Compressor, roundtrip
+from bluefog.validation import check_positive_float, check_real
+
+from ._common import as_float_tree, require_weights, tree_add, tree_axpy, tree_sub, zero_count
+
+__all__ = ["ChocoState", "choco_gossip", "choco_sgd", "CompressedDGDState", "compressed_dgd"]
+
+
+class ChocoState(NamedTuple):
+    """State of :func:`choco_gossip` / :func:`choco_sgd` for one agent.
+
+    Attributes
+    ----------
+    x : pytree
+        The iterate :math:`x_i`.
+    x_hat : pytree
+        The public copy :math:`\\hat x_i` (identical on every neighbor of ``i``).
+    s : pytree
+        :math:`s_i = \\sum_j W_{ij}\\hat x_j`.
+    count : int32 scalar
+    """
+
+    x: Any
+    x_hat: Any
+    s: Any
+    count: jax.Array
+
+
+def _check_compressor(compressor, where: str) -> Compressor:
+    if not isinstance(compressor, Compressor):
+        raise TypeError(
+            f"{where}: compressor must be a bluefog.compression.Compressor (e.g. "
+            f"bluefog.compression.top_k(0.1)); got {type(compressor).__name__}.")
+    return compressor
+
+
+def _step_key(ctx, count):
+    return jax.random.fold_in(jax.random.fold_in(ctx.key, 0x43484F43), count)  # "CHOC"
+
+
+def _choco_communicate(state: ChocoState, target, compressor, ctx, gamma):
+    """Compress ``target - x_hat``, update the public copies, take the consensus step."""
+    q = tree_sub(target, state.x_hat)
+    q_hat = roundtrip(compressor, q, _step_key(ctx, state.count))
+    x_hat = tree_add(state.x_hat, q_hat)
+    s = tree_add(state.s, ctx.comm.neighbor_allreduce(q_hat, ctx.topology, state.count))
+    x = tree_axpy(gamma, tree_sub(s, x_hat), target)
+    return ChocoState(x, x_hat, s, state.count + 1)
+
+
+def _init(params, where):
+    x = as_float_tree(params)
+    zeros = jax.tree_util.tree_map(lambda a: a * 0, x)
+    return ChocoState(x, zeros, zeros, zero_count())
+
+
+def choco_gossip(compressor: Compressor, gamma: float) -> Algorithm:
+    r"""CHOCO-Gossip: average consensus with compressed messages (Algorithm 1 of Koloskova,
+    Stich & Jaggi, ICML 2019); see the module docstring for the recursion.
+
+    Parameters
+    ----------
+    compressor : Compressor
+        E.g. ``top_k(0.1)``, ``qsgd(16)``, ``chain(top_k(0.05), blockwise(8))``.
+    gamma : float in (0, 1]
+        Consensus step :math:`\gamma`; the paper's theory takes
+        :math:`\gamma = O(\delta\,(1-\rho))`; in practice a few tenths for
+        :math:`\delta = 0.1` (see the tests for measured values).
+
+    Returns
+    -------
+    Algorithm
+        State :class:`ChocoState`; ``params(state) = state.x``. Needs a doubly stochastic
+        ``W`` to reach the exact average.
+    """
+    compressor = _check_compressor(compressor, "choco_gossip")
+    gamma = check_real(gamma, "gamma", low=0.0, high=1.0, low_open=True, where="choco_gossip",
+                       example="choco_gossip(top_k(0.1), gamma=0.4)")
+
+    def init(params, ctx) -> ChocoState:
+        require_weights(ctx.topology, "choco_gossip", row=True, column=True)
+        return _init(params, "choco_gossip")
+
+    def step(state: ChocoState, ctx) -> ChocoState:
+        return _choco_communicate(state, state.x, compressor, ctx, gamma)
+
+    return Algorithm(init, step, lambda s: s.x, "choco_gossip",
+                     {"compressor": compressor.name, "gamma": gamma})
+
+
+def choco_sgd(lr: float, compressor: Compressor, gamma: float) -> Algorithm:
+    r"""CHOCO-SGD (Algorithm 2 of Koloskova, Stich & Jaggi, ICML 2019).
+
+    .. math::
+        x_i^{t+1/2} = x_i^t - \eta\, g_i(x_i^t),\quad q_i = \mathcal C(x_i^{t+1/2} - \hat x_i),
+        \quad \hat x_i \mathrel{+}= q_i,\quad s_i \mathrel{+}= \textstyle\sum_j W_{ij} q_j,
+        \quad x_i^{t+1} = x_i^{t+1/2} + \gamma (s_i - \hat x_i),
+
+    with :math:`g_i` the (stochastic, if the problem has one) gradient at step ``t``. With a
+    constant step it converges, like DGD, to an :math:`O(\eta)` neighborhood of the optimum,
+    at the same rate as uncompressed DGD once :math:`\gamma` suits the compressor.
+
+    Parameters
+    ----------
+    lr : float
+        Step size :math:`\eta > 0`.
+    compressor : Compressor
+    gamma : float in (0, 1]
+        Consensus step.
+    """
+    lr = check_positive_float(lr, "lr", where="choco_sgd")
+    compressor = _check_compressor(compressor, "choco_sgd")
+    gamma = check_real(gamma, "gamma", low=0.0, high=1.0, low_open=True, where="choco_sgd",
+                       example="choco_sgd(0.05, top_k(0.1), gamma=0.4)")
+
+    def init(params, ctx) -> ChocoState:
+        require_weights(ctx.topology, "choco_sgd", row=True, column=True)
+        return _init(params, "choco_sgd")
+
+    def step(state: ChocoState, ctx) -> ChocoState:
+        half = tree_axpy(-lr, ctx.stochastic_grad(state.x, state.count), state.x)
+        return _choco_communicate(state, half, compressor, ctx, gamma)
+
+    return Algorithm(init, step, lambda s: s.x, "choco_sgd",
+                     {"lr": lr, "compressor": compressor.name, "gamma": gamma})
+
+
+class CompressedDGDState(NamedTuple):
+    """State of :func:`compressed_dgd`: the iterate ``x`` and the step counter."""
+
+    x: Any
+    count: jax.Array
+
+
+def compressed_dgd(lr: float, compressor: Compressor) -> Algorithm:
+    r"""Naive compressed DGD, the baseline that shows why CHOCO is needed.
+
+    .. math:: x_i^{t+1} = \sum_j W_{ij}\,\mathcal C(x_j^t) - \eta\, g_i(x_i^t)
+
+    Every transmitted iterate (the agent's own term included) is compressed. A biased
+    compressor loses mass at every step (top-k keeps ``k/d`` of it) and an unbiased one adds
+    noise that does not decay, so the iterates stall far from the optimum or diverge.
+    """
+    lr = check_positive_float(lr, "lr", where="compressed_dgd")
+    compressor = _check_compressor(compressor, "compressed_dgd")
+
+    def init(params, ctx) -> CompressedDGDState:
+        require_weights(ctx.topology, "compressed_dgd", row=True)
+        return CompressedDGDState(as_float_tree(params), zero_count())
+
+    def step(state: CompressedDGDState, ctx) -> CompressedDGDState:
+        x_hat = roundtrip(compressor, state.x, _step_key(ctx, state.count))
+        mixed = ctx.comm.neighbor_allreduce(x_hat, ctx.topology, state.count)
+        x = tree_axpy(-lr, ctx.stochastic_grad(state.x, state.count), mixed)
+        return CompressedDGDState(x, state.count + 1)
+
+    return Algorithm(init, step, lambda s: s.x, "compressed_dgd",
+                     {"lr": lr, "compressor": compressor.name})
