@@ -1,0 +1,43 @@
+"""bluefog-train under mpiexec: every rank refuses an unusable output together (no hang), and
+--resume restores every rank's row of the checkpoint (scattered from rank 0)."""
+
+import json
+
+import pytest
+
+from bluefog_train import checkpoint as ckpt
+
+pytestmark = pytest.mark.mpi
+
+CLI = ["-c", "import sys; from bluefog_train.cli import main; sys.exit(main())"]
+SMALL = ["--backend", "mpi", "--agents", "2", "--hidden", "8", "--no-progress",
+         "--record-every", "10"]
+
+
+def test_mpi_refuses_outputs_on_every_rank(tmp_path):
+    from mpi_support import run_mpi
+
+    (tmp_path / "f").write_text("x")
+    proc = run_mpi(2, [*CLI, *SMALL, "--steps", "20", "--out", str(tmp_path / "f" / "r.json")],
+                   timeout=300)
+    assert proc.returncode == 2, proc.stdout
+    line = f"--out '{tmp_path}/f/r.json' cannot be created: '{tmp_path}/f' is not a directory"
+    assert proc.stdout.count(line) == 2  # both ranks, same line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+def test_mpi_resume_continues_every_rank(tmp_path):
+    from mpi_support import assert_mpi_ok, run_mpi
+
+    d, out = tmp_path / "ck", tmp_path / "r.json"
+    common = [*CLI, *SMALL, "--checkpoint-dir", str(d), "--checkpoint-every", "20", "--out", str(out)]
+    assert_mpi_ok(run_mpi(2, [*common, "--steps", "20"], timeout=600))
+    first = json.loads(out.read_text())
+    proc = run_mpi(2, [*common, "--steps", "40", "--resume"], timeout=600)
+    assert_mpi_ok(proc)
+    assert proc.stdout.count("resuming from step 20 (checkpoint ") == 1  # rank 0 says it
+    r = json.loads(out.read_text())
+    assert r["history"]["step"] == [0, 10, 20, 30, 40]
+    assert r["history"]["loss"][:3] == first["history"]["loss"]
+    assert r["history"]["loss"][-1] < r["history"]["loss"][0]
+    assert [s for s, _ in ckpt.list_checkpoints(d)] == [40, 20]
