@@ -71,14 +71,14 @@ def timeline_path(spec: str, rank: int) -> str:
 class Timeline:
     """Collects complete events for one rank and writes them as Chrome-trace JSON.
 
+    The file is (re)written by :meth:`flush`, which also runs at interpreter exit.
+
     Parameters
     ----------
     path : str
         Output file of this rank (see :func:`timeline_path`).
     rank : int
         Used as the trace's process id, so the files of all ranks can be merged.
-
-    The file is (re)written by :meth:`flush`, which also runs at interpreter exit.
     """
 
     _open: dict = {}
