@@ -18,14 +18,13 @@ Dirichlet(alpha) label proportions, deterministically by seed and with equal sha
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from bluefog.algorithm import Problem
-from bluefog.topology.validation import check_positive_int
+from bluefog.validation import (check_choice, check_positive_float, check_positive_int, check_real,
+                                check_seed)
 
 __all__ = ["quadratic", "least_squares", "logistic_regression", "split_dataset", "breast_cancer"]
 
@@ -34,34 +33,40 @@ def _as_array(value, name: str, ndim: int, what: str) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a numeric array {what}; got {type(value).__name__} ({exc}).") from None
+        raise TypeError(
+            f"{name} must be a numeric array {what}; got {type(value).__name__} ({exc}). Pass a "
+            "NumPy or JAX array of numbers."
+        ) from None
     if arr.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimensions {what}; got shape {arr.shape}.")
+        raise ValueError(
+            f"{name} must have {ndim} dimensions {what}; got shape {arr.shape}. Reshape or stack "
+            "it to that layout."
+        )
     if arr.size == 0:
-        raise ValueError(f"{name} must not be empty; got shape {arr.shape}.")
+        raise ValueError(f"{name} must not be empty; got shape {arr.shape}. Pass at least one row.")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite; it contains NaN or inf.")
+        raise ValueError(
+            f"{name} must be finite; it contains {int(np.sum(~np.isfinite(arr)))} NaN or inf "
+            "value(s). Clean or impute them (e.g. drop the rows) first."
+        )
     return arr
 
 
-def _check_nonneg(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a non-negative float; got {value!r}.")
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a non-negative finite float; got {value}.")
-    return value
+def _check_nonneg(value, name: str, where: str) -> float:
+    """A finite float >= 0 (:func:`bluefog.validation.check_real`)."""
+    return check_real(value, name, low=0.0, where=where, example=f"{name}=0.1")
 
 
 def _dtype():
     return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
 
 
-def _check_batch(batch_size, m: int) -> int:
-    batch_size = check_positive_int(batch_size, "batch_size")
+def _check_batch(batch_size, m: int, where: str) -> int:
+    batch_size = check_positive_int(batch_size, "batch_size", where=where)
     if batch_size > m:
         raise ValueError(
-            f"batch_size must be <= the number of samples per agent ({m}); got {batch_size}."
+            f"{where}: batch_size must be <= the number of samples per agent ({m}); got "
+            f"{batch_size}. Pass batch_size={m} or smaller."
         )
     return batch_size
 
@@ -93,7 +98,7 @@ def quadratic(b, noise_std: float = 0.0) -> Problem:
     J. Optim. 26(3) (2016) (the quadratic example used to exhibit DGD's bias).
     """
     B = _as_array(b, "b", 2, "of shape (n, d): one target per agent")
-    sigma = _check_nonneg(noise_std, "noise_std")
+    sigma = _check_nonneg(noise_std, "noise_std", "quadratic")
     dt = _dtype()
 
     def loss(x, b_i):
@@ -140,10 +145,13 @@ def least_squares(A, y, l2: float = 0.0, batch_size: int | None = None) -> Probl
     A_ = _as_array(A, "A", 3, "of shape (n, m, d): m rows per agent")
     y_ = _as_array(y, "y", 2, "of shape (n, m)")
     if y_.shape != A_.shape[:2]:
-        raise ValueError(f"y must have shape A.shape[:2] = {A_.shape[:2]}; got {y_.shape}.")
-    lam = _check_nonneg(l2, "l2")
+        raise ValueError(
+            f"y must have shape A.shape[:2] = {A_.shape[:2]}; got {y_.shape}. Give one target "
+            "per row of A."
+        )
+    lam = _check_nonneg(l2, "l2", "least_squares")
     n, m, d = A_.shape
-    bs = _check_batch(min(m, 8) if batch_size is None else batch_size, m)
+    bs = _check_batch(min(m, 8) if batch_size is None else batch_size, m, "least_squares")
     H = np.einsum("nmd,nme->de", A_, A_) + n * m * lam * np.eye(d)
     rhs = np.einsum("nmd,nm->d", A_, y_)
     if np.linalg.matrix_rank(H) < d:
@@ -231,7 +239,10 @@ def logistic_regression(X, y, l2: float, batch_size: int | None = None) -> Probl
     X_ = _as_array(X, "X", 3, "of shape (n, m, d): m samples per agent")
     y_ = _as_array(y, "y", 2, "of shape (n, m)")
     if y_.shape != X_.shape[:2]:
-        raise ValueError(f"y must have shape X.shape[:2] = {X_.shape[:2]}; got {y_.shape}.")
+        raise ValueError(
+            f"y must have shape X.shape[:2] = {X_.shape[:2]}; got {y_.shape}. Give one label per "
+            "sample of X."
+        )
     labels = set(np.unique(y_).tolist())
     if labels <= {0.0, 1.0}:
         s = 2.0 * y_ - 1.0
@@ -241,11 +252,11 @@ def logistic_regression(X, y, l2: float, batch_size: int | None = None) -> Probl
         raise ValueError(
             f"y must hold binary labels in {{0, 1}} or {{-1, +1}}; got values {sorted(labels)[:6]}."
         )
-    lam = _check_nonneg(l2, "l2")
+    lam = _check_nonneg(l2, "l2", "logistic_regression")
     if lam == 0:
         raise ValueError("l2 must be > 0 so that the minimiser exists and is unique; got 0. Use e.g. l2=1e-2.")
     n, m, d = X_.shape
-    bs = _check_batch(min(m, 8) if batch_size is None else batch_size, m)
+    bs = _check_batch(min(m, 8) if batch_size is None else batch_size, m, "logistic_regression")
     xstar = _logistic_newton(X_.reshape(n * m, d), s.reshape(n * m), lam)
     dt = _dtype()
 
@@ -311,17 +322,18 @@ def split_dataset(X, y, n: int, method: str = "iid", alpha: float = 0.5, seed: i
             f"X must have shape (N, ...) and y shape (N,) with the same N; got X {X_.shape}, "
             f"y {y_.shape}."
         )
-    n = check_positive_int(n, "n")
+    n = check_positive_int(n, "n", where="split_dataset")
     N = y_.shape[0]
     if n > N:
-        raise ValueError(f"n must be <= the number of samples ({N}); got n={n}.")
-    if method not in ("iid", "label_sorted", "dirichlet"):
         raise ValueError(
-            f"method must be one of 'iid', 'label_sorted', 'dirichlet'; got {method!r}."
+            f"split_dataset: n must be <= the number of samples ({N}); got n={n}. Use fewer agents."
         )
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int; got {seed!r}.")
-    rng = np.random.default_rng(int(seed))
+    method = check_choice(method, "method", ("iid", "label_sorted", "dirichlet"),
+                          where="split_dataset")
+    seed = check_seed(seed, where="split_dataset")
+    if method == "dirichlet":
+        alpha = check_positive_float(alpha, "alpha", where="split_dataset")
+    rng = np.random.default_rng(seed)
     m = N // n
     if method == "iid":
         idx = rng.permutation(N)[: n * m].reshape(n, m)
@@ -330,9 +342,6 @@ def split_dataset(X, y, n: int, method: str = "iid", alpha: float = 0.5, seed: i
         order = perm[np.argsort(y_[perm], kind="stable")]
         idx = order[: n * m].reshape(n, m)
     else:
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(float(alpha)) or alpha <= 0:
-            raise ValueError(f"alpha must be a positive finite float for method='dirichlet'; got {alpha!r}.")
         classes = np.unique(y_)
         pools = [list(rng.permutation(np.flatnonzero(y_ == c))) for c in classes]
         idx = np.empty((n, m), dtype=np.int64)

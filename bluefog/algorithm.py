@@ -57,16 +57,31 @@ class Problem:
 
     def __post_init__(self):
         if not callable(self.loss):
-            raise TypeError(f"loss must be callable (params, data_i) -> scalar; got {type(self.loss).__name__}.")
+            raise TypeError(
+                "Problem: loss must be callable (params, data_i) -> scalar; got "
+                f"{type(self.loss).__name__}. Pass e.g. loss=lambda x, d: 0.5 * jnp.sum((x - d) ** 2)."
+            )
+        if self.stochastic_loss is not None and not callable(self.stochastic_loss):
+            raise TypeError(
+                "Problem: stochastic_loss must be None or callable (params, data_i, key) -> scalar; "
+                f"got {type(self.stochastic_loss).__name__}. Pass None to use the exact loss."
+            )
         leaves = jax.tree_util.tree_leaves(self.data)
         if not leaves:
-            raise ValueError("data must contain at least one array with a leading agent axis; got an empty pytree.")
+            raise ValueError("Problem: data must contain at least one array with a leading agent axis; got "
+                             "an empty pytree. Pass e.g. data=jnp.stack(per_agent_arrays).")
         sizes = {int(jnp.shape(leaf)[0]) if jnp.ndim(leaf) else -1 for leaf in leaves}
         if len(sizes) != 1 or -1 in sizes:
             raise ValueError(
-                "every leaf of data must have the same leading (agent) axis; got leading sizes "
+                "Problem: every leaf of data must have the same leading (agent) axis; got leading sizes "
                 f"{sorted(sizes)}. Stack per-agent data with jnp.stack(...) or use split_dataset()."
             )
+        _check_finite(self.data, "data", "Clean or impute the data (e.g. drop the rows, or "
+                      "np.nan_to_num) before building the Problem.")
+        _check_finite(self.init_params, "init_params", "Start from finite values, e.g. zeros.")
+        _check_loss_fits(self)
+        if self.optimum is not None:
+            _check_same_shapes(self.optimum, self.init_params)
 
     @property
     def size(self) -> int:
@@ -80,6 +95,98 @@ class Problem:
     def global_loss(self, params) -> jax.Array:
         r""":math:`f(x) = \frac1n \sum_i f_i(x)` evaluated with all agents' data (dense)."""
         return jnp.mean(jax.vmap(self.loss, in_axes=(None, 0))(params, self.data))
+
+
+# ---- construction checks of Problem (plain Python / abstract evaluation, nothing runs) ------
+
+
+def _shapes(tree) -> str:
+    """``{path: shape dtype}`` of a pytree, for error messages."""
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    parts = [f"{jax.tree_util.keystr(k) or 'x'}: {tuple(jnp.shape(v))} {jnp.result_type(v)}"
+             for k, v in flat]
+    return "{" + ", ".join(parts) + "}"
+
+
+def _check_finite(tree, name: str, fix: str) -> None:
+    """Refuse NaN/inf in any floating leaf of ``tree`` (a NaN in the data turns every state
+    into NaN after one step, silently)."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        arr = jnp.asarray(leaf)
+        if not jnp.issubdtype(arr.dtype, jnp.inexact):
+            continue
+        bad = ~jnp.isfinite(arr)
+        count = int(jnp.sum(bad))
+        if count:
+            first = tuple(int(i) for i in jnp.argwhere(bad, size=1)[0])
+            where = f"{name}{jax.tree_util.keystr(path)}"
+            raise ValueError(
+                f"Problem: {name} must be finite; {where} (shape {arr.shape}) has {count} NaN/inf "
+                f"value(s), the first at index {first}"
+                + (f" (agent {first[0]})" if name == "data" and first else "") + f". {fix}"
+            )
+
+
+def _abstract_call(fn, args, what: str, problem) -> Any:
+    """``jax.eval_shape(fn, *args)``; a failure becomes a ValueError naming the shapes."""
+    try:
+        return jax.eval_shape(fn, *args)
+    except Exception as exc:  # noqa: BLE001 - any tracing failure is a mismatch to report
+        msg = (str(exc).strip().splitlines() or [""])[0].rstrip(".") or repr(exc)
+        call = f"{what}(init_params, data_i{', key' if len(args) == 3 else ''})"
+        raise ValueError(
+            f"Problem: {call} cannot be evaluated: {type(exc).__name__}: {msg}. init_params is "
+            f"{_shapes(problem.init_params)} and one agent's data is "
+            f"{_shapes(problem.agent_data(0))} (data without its leading agent axis). Make "
+            f"init_params and data the shapes and structure {what} expects, e.g. "
+            "init_params=jnp.zeros(d) for data with d features."
+        ) from exc
+
+
+def _check_scalar(out, what: str) -> None:
+    """The loss must return one real floating-point number (``jax.grad`` needs it)."""
+    if not isinstance(out, jax.ShapeDtypeStruct):
+        raise TypeError(
+            f"Problem: {what} must return a scalar array; got a {type(out).__name__} "
+            f"({out!r:.200}). Return one number, e.g. jnp.mean(per_sample_losses)."
+        )
+    if out.shape != ():
+        raise ValueError(
+            f"Problem: {what} must return a scalar (shape ()); got shape {out.shape}. Reduce it "
+            "with jnp.sum(...) or jnp.mean(...)."
+        )
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise TypeError(
+            f"Problem: {what} must return a real floating-point scalar (it is differentiated); "
+            f"got dtype {out.dtype}. Cast the parameters and data to float32 or float64."
+        )
+
+
+def _check_loss_fits(problem) -> None:
+    """Evaluate ``loss`` (and ``stochastic_loss``) abstractly at ``init_params`` and agent 0's
+    data: shapes must fit and the result must be a floating-point scalar."""
+    data0 = jax.tree_util.tree_map(
+        lambda leaf: jax.ShapeDtypeStruct(jnp.shape(leaf)[1:], jnp.result_type(leaf)), problem.data)
+    _check_scalar(_abstract_call(problem.loss, (problem.init_params, data0), "loss", problem),
+                  "loss")
+    if problem.stochastic_loss is not None:
+        key = jax.random.PRNGKey(0)
+        out = _abstract_call(problem.stochastic_loss, (problem.init_params, data0, key),
+                             "stochastic_loss", problem)
+        _check_scalar(out, "stochastic_loss")
+
+
+def _check_same_shapes(optimum, init_params) -> None:
+    """``optimum`` is a point of the parameter space: same structure and shapes."""
+    same = (jax.tree_util.tree_structure(optimum) == jax.tree_util.tree_structure(init_params)
+            and all(jnp.shape(a) == jnp.shape(b) for a, b in
+                    zip(jax.tree_util.tree_leaves(optimum), jax.tree_util.tree_leaves(init_params))))
+    if not same:
+        raise ValueError(
+            f"Problem: optimum must have the structure and shapes of init_params "
+            f"{_shapes(init_params)}; got {_shapes(optimum)}. Pass the minimiser as one agent's "
+            "parameters, or optimum=None."
+        )
 
 
 class AgentContext(NamedTuple):

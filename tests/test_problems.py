@@ -140,7 +140,8 @@ def test_label_sorted_and_dirichlet_are_heterogeneous():
 def test_problem_errors():
     with pytest.raises(ValueError, match=r"b must have 2 dimensions .* got shape \(3,\)"):
         P.quadratic(np.zeros(3))
-    with pytest.raises(ValueError, match="noise_std must be a non-negative"):
+    with pytest.raises(ValueError, match=r"quadratic: noise_std must be a finite real number in \[0, inf\]; "
+                                         r"got -1\.0\. Pass e\.g\. noise_std=0\.1\."):
         P.quadratic(np.zeros((2, 2)), noise_std=-1)
     with pytest.raises(ValueError, match="does not have full column rank and l2 = 0"):
         P.least_squares(np.ones((2, 3, 2)), np.ones((2, 3)))
@@ -160,3 +161,97 @@ def test_problem_errors():
         P.split_dataset(np.ones((4, 1)), np.zeros(4), 2, method="dirichlet", alpha=0)
     with pytest.raises(ValueError, match="same N"):
         P.split_dataset(np.ones((4, 1)), np.zeros(5), 2)
+
+
+def test_split_dataset_seed_and_n_use_the_one_validation_rule():
+    with pytest.raises(TypeError, match=r"split_dataset: seed must be an int.*got 1\.5"):
+        P.split_dataset(np.ones((4, 1)), np.zeros(4), 2, seed=1.5)
+    with pytest.raises(TypeError, match=r"split_dataset: n must be an integer >= 1; got True"):
+        P.split_dataset(np.ones((4, 1)), np.zeros(4), True)
+    with pytest.raises(ValueError, match=r"least_squares: l2 must be a finite real number in \[0, inf\]; got inf"):
+        P.least_squares(np.ones((2, 3, 2)), np.ones((2, 3)), l2=float("inf"))
+
+
+# ---- hand-made Problem: refused at construction with the argument, what came, and the fix ----
+
+from bluefog import Problem  # noqa: E402
+
+
+def _lsq_data(d=3, dtype=jnp.float32):
+    rng = np.random.default_rng(0)
+    return (jnp.asarray(rng.normal(size=(4, 6, d)), dtype), jnp.asarray(rng.normal(size=(4, 6)), dtype))
+
+
+def _lsq_loss(x, data):
+    a, t = data
+    return 0.5 * jnp.mean((a @ x - t) ** 2)
+
+
+def test_problem_refuses_nan_in_data_naming_leaf_index_and_agent():
+    a, t = _lsq_data()
+    a = a.at[2, 1, 0].set(jnp.nan)
+    with pytest.raises(ValueError, match=r"Problem: data must be finite; data\[0\] \(shape \(4, 6, 3\)\) has 1 "
+                                         r"NaN/inf value\(s\), the first at index \(2, 1, 0\) \(agent 2\)\. "
+                                         r"Clean or impute the data"):
+        Problem(_lsq_loss, (a, t), jnp.zeros(3, jnp.float32))
+    with pytest.raises(ValueError, match=r"Problem: init_params must be finite; init_params \(shape \(3,\)\) "
+                                         r"has 1 NaN/inf value\(s\), the first at index \(1,\)"):
+        Problem(_lsq_loss, _lsq_data(), jnp.array([0.0, jnp.inf, 0.0], jnp.float32))
+
+
+def test_problem_integer_labels_are_not_checked_for_nan():
+    a, _ = _lsq_data()
+    labels = jnp.zeros((4, 6), jnp.int32)
+    prob = Problem(lambda x, d: _lsq_loss(x, (d[0], d[1].astype(x.dtype))), (a, labels),
+                   jnp.zeros(3, jnp.float32))
+    assert prob.size == 4
+
+
+def test_problem_refuses_init_params_that_do_not_fit_the_data():
+    """d = 5 parameters for data with 3 features: found by abstract evaluation (eval_shape)."""
+    with pytest.raises(ValueError, match=r"Problem: loss\(init_params, data_i\) cannot be evaluated: "
+                                         r"TypeError: dot_general requires contracting dimensions.*"
+                                         r"init_params is \{x: \(5,\) float32\} and one agent's data is "
+                                         r"\{\[0\]: \(6, 3\) float32, \[1\]: \(6,\) float32\}.* e\.g\. "
+                                         r"init_params=jnp\.zeros\(d\)"):
+        Problem(_lsq_loss, _lsq_data(3), jnp.zeros(5, jnp.float32))
+    with pytest.raises(ValueError, match=r"Problem: stochastic_loss\(init_params, data_i, key\) cannot be "
+                                         r"evaluated: TypeError"):
+        Problem(_lsq_loss, _lsq_data(3), jnp.zeros(3, jnp.float32),
+                stochastic_loss=lambda x, d, k: _lsq_loss(jnp.concatenate([x, x]), d))
+
+
+def test_problem_refuses_a_loss_that_is_not_a_float_scalar():
+    data, x0 = _lsq_data(), jnp.zeros(3, jnp.float32)
+    with pytest.raises(ValueError, match=r"Problem: loss must return a scalar \(shape \(\)\); got shape "
+                                         r"\(6,\)\. Reduce it with jnp\.sum\(\.\.\.\) or jnp\.mean\(\.\.\.\)"):
+        Problem(lambda x, d: (d[0] @ x - d[1]) ** 2, data, x0)
+    with pytest.raises(TypeError, match=r"Problem: loss must return a scalar array; got a dict"):
+        Problem(lambda x, d: {"loss": _lsq_loss(x, d)}, data, x0)
+    with pytest.raises(TypeError, match=r"Problem: loss must return a real floating-point scalar .* got "
+                                        r"dtype int32"):
+        Problem(lambda x, d: jnp.sum(x).astype(jnp.int32), data, x0)
+    with pytest.raises(ValueError, match=r"Problem: stochastic_loss must return a scalar \(shape \(\)\); "
+                                         r"got shape \(2,\)"):
+        Problem(_lsq_loss, data, x0, stochastic_loss=lambda x, d, k: jnp.ones(2))
+    with pytest.raises(TypeError, match=r"Problem: loss must be callable \(params, data_i\) -> scalar; got int"):
+        Problem(3, data, x0)
+
+
+def test_problem_refuses_optimum_of_another_shape():
+    with pytest.raises(ValueError, match=r"Problem: optimum must have the structure and shapes of init_params "
+                                         r"\{x: \(3,\) float32\}; got \{x: \(4,\) float32\}"):
+        Problem(_lsq_loss, _lsq_data(), jnp.zeros(3, jnp.float32), optimum=jnp.zeros(4, jnp.float32))
+
+
+def test_problem_checks_do_not_evaluate_the_loss_concretely():
+    """eval_shape traces abstractly: a loss with a Python side effect on concrete values
+    (float()) would fail here if it were run; it must only be traced."""
+    calls = []
+
+    def loss(x, d):
+        calls.append(type(x).__name__)
+        return _lsq_loss(x, d)
+
+    Problem(loss, _lsq_data(), jnp.zeros(3, jnp.float32))
+    assert calls and all("Tracer" in c for c in calls)
