@@ -148,7 +148,7 @@ class ScheduleCommunicator:
             return [acc / self._table(counts, acc.dtype) for acc in total]
         # XLA rewrites A / broadcast(c) into A * broadcast(1/c), rounding 1/c first (seen on
         # CPU, jax 0.10); a divisor hidden behind an optimization barrier keeps the one,
-        # correctly rounded division.
+        # correctly rounded division, at the cost of one leaf-sized buffer of divisors.
         return [acc / lax.optimization_barrier(jnp.full(acc.shape, self._table(counts, acc.dtype)))
                 for acc in total]
 
