@@ -34,7 +34,7 @@ grad = jax.grad(loss)
 
 
 def dgd_step(x, A, y, mix):
-    """One DGD step for one agent; ``mix`` is the neighbour average (identity for the
+    """One DGD step for one agent; ``mix`` is the neighbor average (identity for the
     no-communication limit)."""
     return mix(x) - LR * grad(x, A, y)
 

@@ -13,7 +13,7 @@ A. **Simulator** - DGD on logistic regression (:mod:`_workload`: 200 samples x 1
    * ``one process per agent`` (4 agents only): ``mpiexec -n 4``, ``bluefog_dist.MpiComm``,
      the same per-agent step (:mod:`dgd_ranks`), slowest rank.
 
-B. **MPI** - one neighbour exchange on the exponential graph over ``mpiexec -n 4`` ranks,
+B. **MPI** - one neighbor exchange on the exponential graph over ``mpiexec -n 4`` ranks,
    timed inside the ranks by ONE run of ``benchmarks/mpi_exchange.py --json`` (the MPI
    backend's side-by-side script): ``MpiComm.neighbor_allreduce`` (K inside one jitted loop,
    and one jitted call per exchange), raw mpi4py ``Sendrecv`` per round (with and without the
@@ -175,7 +175,7 @@ def mpi_text(data, pingpong, ranks: int) -> str:
     L = [f"**MPI, {ranks} ranks on this machine, exponential graph "
          f"({topo.schedule.num_rounds} rounds)**, from one run of `benchmarks/mpi_exchange.py` "
          f"(load {meta.get('load_before', '?')} before, {meta.get('load_after', '?')} after): "
-         "time per neighbour exchange, slowest rank, median; ratio to raw mpi4py Sendrecv:", "",
+         "time per neighbor exchange, slowest rank, median; ratio to raw mpi4py Sendrecv:", "",
          "| method | " + " | ".join(f"{b} B" for b in sizes) + " |",
          "|---|" + "---|" * len(sizes)]
     for method, label in EXCHANGE_METHODS:

@@ -45,7 +45,7 @@ METHODS = ("sim", "sim x K", "dense jnp", "dense numpy", "gather jnp", "scipy.sp
 
 
 def _gather_table(W: np.ndarray):
-    """Neighbour index/weight table ``idx[i, k], w[i, k]`` of the nonzeros of row i."""
+    """Neighbor index/weight table ``idx[i, k], w[i, k]`` of the nonzeros of row i."""
     n = W.shape[0]
     deg = int((W != 0).sum(axis=1).max())
     idx = np.zeros((n, deg), dtype=np.int32)
@@ -67,7 +67,7 @@ def build_methods(topology, X: np.ndarray, *, loop: int = 20):
     Wf = W.astype(np.float32)
     Xj = jnp.asarray(X)
     mix = spmd(lambda comm, x: comm.neighbor_allreduce(x, topology), topology.size)
-    # ``loop`` mixes in one jitted program: the runners' form (DESIGN.md "jit the loop").
+    # ``loop`` mixes in one jitted program: the runners' form (docs/architecture.md, "Jit the whole loop").
     comm = SimComm(topology.size)
     mix_all = jax.vmap(lambda x: comm.neighbor_allreduce(x, topology), axis_name=comm.axis_name)
     mix_loop = jax.jit(lambda x: lax.fori_loop(0, loop, lambda _, v: mix_all(v), x))

@@ -1,4 +1,4 @@
-"""Neighbour exchange under MPI: bluefog-jax vs raw mpi4py, MPI_Allreduce and gloo, side by side.
+"""Neighbor exchange under MPI: bluefog-jax vs raw mpi4py, MPI_Allreduce and gloo, side by side.
 
 Run with ``mpiexec -n 4 .venv/bin/python -m benchmarks.mpi_exchange [--json out.json]
 [--markdown]`` (or ``bfrun -np 4 python -m benchmarks.mpi_exchange ...``). For each topology
@@ -6,7 +6,7 @@ Run with ``mpiexec -n 4 .venv/bin/python -m benchmarks.mpi_exchange [--json out.
 it times one ``neighbor_allreduce`` (x_i <- sum_j W_ij x_j, float32) done by
 
 * ``bluefog_loop``   ``MpiComm.neighbor_allreduce`` x K inside one jitted ``fori_loop``
-                     (how the runners execute: DESIGN.md "jit the loop"), time / K;
+                     (how the runners execute: docs/architecture.md, "Jit the whole loop"), time / K;
 * ``bluefog_call``   one jitted call per exchange (dispatch included);
 * ``raw_sendrecv``   mpi4py ``Sendrecv`` of NumPy buffers, one per schedule round, no
                      arithmetic: the communication limit the issue asks us to approach;

@@ -10,7 +10,7 @@ are left out):
                             ranks 0 and 1 (half the round trip): the alpha-beta fit's input
 ``raw_sendrecv_ring``       mpi4py ``Sendrecv`` to rank+1 from rank-1 (NumPy buffers)
 ``raw_exchange_exponential``  the exponential graph's schedule with mpi4py ``Sendrecv``
-                            plus the NumPy weighted sum: neighbour averaging by hand
+                            plus the NumPy weighted sum: neighbor averaging by hand
 ``raw_allreduce``           mpi4py ``Allreduce`` (MPI_SUM), NumPy buffers
 ``mpi4jax_sendrecv_loop``   ``mpi4jax.sendrecv`` ring, K inside one jitted ``fori_loop``
 ``bluefog_neighbor_allreduce``       ``MpiComm.neighbor_allreduce`` (exponential graph),

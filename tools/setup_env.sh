@@ -3,7 +3,7 @@
 # the MPICH wheel (mpicc, mpiexec), mpi4py, mpi4jax built against that same MPICH, and the
 # dev tools. Idempotent: a stamp file records a finished install.
 #
-# The mpi4jax build trap (DESIGN.md): its setup.py builds the CUDA extension whenever nvcc is
+# The mpi4jax build trap (docs/architecture.md): its setup.py builds the CUDA extension whenever nvcc is
 # on PATH, and fails where CUDA headers are missing; and it links against whichever mpicc is
 # first on PATH. We therefore point CUDA_ROOT at an empty directory (CPU extension only; set
 # BLUEFOG_MPI4JAX_CUDA=1 to keep CUDA) and MPI4JAX_BUILD_MPICC at the venv's own mpicc.

@@ -11,7 +11,7 @@ from agent :math:`\sigma_r(i)` with weight :math:`w^{(r)}_i = W_{i,\sigma_r(i)}`
 :math:`\sigma_r` is a *full* permutation of the agents: an agent with no real edge in a round
 still exchanges, with weight 0. Both backends execute only full permutations, so a
 ``lax.ppermute`` under ``vmap`` and an ``mpi4jax.sendrecv`` under MPI cannot disagree about
-what a missing edge means (DESIGN.md "Facts").
+what a missing edge means (docs/architecture.md, "Full permutations only").
 
 Circulant graphs (every agent has the same set of offsets ``(j - i) mod n``, e.g. ring and
 exponential graphs) get one round per offset. Any other graph is split by bipartite edge

@@ -1,7 +1,7 @@
 """Validation of mixing matrices, done once in plain NumPy before anything is traced.
 
 Every check raises a ``ValueError``/``TypeError`` that names the argument, what was expected,
-what was received, and how to fix it (DESIGN.md principle 6: fail before communicating).
+what was received, and how to fix it (docs/architecture.md, "Validate once, at the public boundary").
 """
 
 from __future__ import annotations
