@@ -76,18 +76,19 @@ def _all_finite(tree) -> bool:
 
 
 def _check_metadata(manifest: dict, state, allow_nonfinite: bool) -> None:
-    meta, path = manifest["metadata"], "checkpoint"
+    meta = manifest["metadata"]
     config, history = meta.get("config"), meta.get("history")
     if not isinstance(config, dict) or not isinstance(history, dict):
-        raise ckpt.CheckpointError(f"{path}: metadata lacks the run's config/history objects.")
+        raise ckpt.CheckpointError("its metadata lacks the run's config/history objects.")
     steps = history.get("step")
     ok = isinstance(steps, list) and steps and all(
         isinstance(v, list) and len(v) == len(steps) for v in history.values())
     if not ok or steps[-1] != manifest["step"]:
-        raise ckpt.CheckpointError(f"{path}: metadata history is malformed or does not end at "
+        raise ckpt.CheckpointError("its metadata history is malformed or does not end at "
                                    f"step {manifest['step']}.")
     if not allow_nonfinite and not _all_finite(state):
-        raise ckpt.CheckpointError(f"{path}: the state holds non-finite values (NaN/inf).")
+        raise ckpt.CheckpointError("its state holds non-finite values (NaN/inf); pass "
+                                   "--allow-nonfinite to resume from it anyway.")
 
 
 def _config_differences(saved: dict, cfg: dict) -> list:

@@ -30,6 +30,28 @@ def snapshot(root):
     return out
 
 
+def without_history(src, dst):
+    """Copy checkpoint ``src`` to ``dst`` with a step-300 manifest lacking the metadata's
+    history, hashes updated (a well-formed file the training run cannot use)."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(src) as z:
+        m = {n: z.read(n) for n in z.namelist()}
+    manifest = json.loads(np.load(io.BytesIO(m["__manifest__.npy"])).tobytes().decode())
+    manifest["step"], manifest["metadata"] = 300, {"config": manifest["metadata"]["config"]}
+    blob = json.dumps(manifest).encode()
+    for name, data in (("__manifest__.npy", blob),
+                       ("__manifest_sha256__.npy", hashlib.sha256(blob).hexdigest().encode())):
+        buf = io.BytesIO()
+        np.lib.format.write_array(buf, np.frombuffer(data, np.uint8))
+        m[name] = buf.getvalue()
+    with zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as z:
+        for name, data in m.items():
+            z.writestr(name, data)
+    return dst
+
+
 @pytest.fixture
 def no_training(monkeypatch):
     """Fail loudly if a refused run gets as far as building (let alone compiling) anything."""
@@ -154,10 +176,16 @@ def test_one_engine_call_per_run_and_resume_says_where(tmp_path, capsys, monkeyp
     assert calls == [50]  # one call, two segments: one compiled program
     first = json.loads(out.read_text())
     assert first["config"]["record_every"] == 2  # divisor of 50 nearest 100 // 50
+    # a newer checkpoint whose file is sound but whose metadata lacks the history: skipped
+    crafted = without_history(f"{d}/ckpt-00000100.npz", f"{d}/ckpt-00000300.npz")
+    before = snapshot(tmp_path / "ck")
+    capsys.readouterr()
     assert main(["--steps", "200", "--resume", *common]) == 0  # default would now be 5
     assert calls == [50, 50]
-    o = capsys.readouterr().out
-    assert f"resuming from step 100 (checkpoint {d}/ckpt-00000100.npz)" in o
+    o = capsys.readouterr()
+    assert f"skipping checkpoint {crafted}: its metadata lacks the run's config/history" in o.err
+    assert f"resuming from step 100 (checkpoint {d}/ckpt-00000100.npz)" in o.out
+    assert snapshot(tmp_path / "ck")["ckpt-00000300.npz"] == before["ckpt-00000300.npz"]
     h = json.loads(out.read_text())["history"]
     assert h["step"] == list(range(0, 201, 2))  # the checkpoint's record interval continues
     assert h["loss"][:51] == first["history"]["loss"]
