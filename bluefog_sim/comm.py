@@ -78,11 +78,13 @@ class SimComm(ScheduleCommunicator):
         root = self._check_root(root, "broadcast")
         is_root = self.rank() == root
         return jax.tree_util.tree_map(
-            lambda leaf: lax.psum(jnp.where(is_root, leaf, jnp.zeros_like(leaf)), self.axis_name), x)
+            lambda leaf: lax.psum(jnp.where(is_root, leaf, jnp.zeros_like(leaf)), self.axis_name),
+            x)
 
     def barrier(self) -> None:
         """No-op: simulated agents run in lock-step inside one program."""
         return None
 
     def __repr__(self) -> str:
-        return f"SimComm(size={self.size}, axis_name={self.axis_name!r}, local_size={self.local_size})"
+        return (f"SimComm(size={self.size}, axis_name={self.axis_name!r}, "
+                f"local_size={self.local_size})")
