@@ -21,7 +21,7 @@ iid and non-iid (Dirichlet(0.1), label-sorted), with DmSGD and QG-DSGDm.
 
 Usage::
 
-    python benchmarks/train_throughput.py --reps 15 --mpi 2,4 --accuracy --markdown out.md
+    python -m benchmarks.train_throughput --reps 15 --mpi 2,4 --accuracy --markdown out.md
 """
 
 from __future__ import annotations
@@ -37,8 +37,6 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 
 def _cfg(agents, *extra):
@@ -147,7 +145,7 @@ def mpi_throughput(ranks, K, reps, batch_size):
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     for k in ranks:
         env = dict(os.environ, JAX_PLATFORMS="cpu", **oversubscription_env(k))
-        cmd = [mpiexec, "-n", str(k), sys.executable, os.path.abspath(__file__), "--mpi-worker",
+        cmd = [mpiexec, "-n", str(k), sys.executable, "-m", "benchmarks.train_throughput", "--mpi-worker",
                "--K", str(K), "--reps", str(reps), "--batch-size", str(batch_size)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, cwd=ROOT)
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
