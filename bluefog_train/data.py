@@ -18,17 +18,12 @@ from __future__ import annotations
 import numpy as np
 
 from algorithms.problems import split_dataset as partition
+from bluefog.validation import check_positive_int, check_real, check_seed
 
 __all__ = ["PARTITIONS", "load_digits", "partition", "label_histogram", "synthetic_classification"]
 
 #: Accepted values of ``method`` in :func:`partition`.
 PARTITIONS = ("iid", "label_sorted", "dirichlet")
-
-
-def _check_seed(seed):
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise TypeError(f"seed must be a non-negative int; got {seed!r}.")
-    return int(seed)
 
 
 def load_digits(test_fraction: float = 0.2, seed: int = 0):
@@ -51,10 +46,9 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0):
     E. Alpaydin, C. Kaynak, "Optical recognition of handwritten digits", UCI ML repository
     (1998); bundled as ``sklearn.datasets.load_digits``.
     """
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (float, int)) \
-            or not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be a float in (0, 1); got {test_fraction!r}.")
-    seed = _check_seed(seed)
+    test_fraction = check_real(test_fraction, "test_fraction", low=0, high=1, low_open=True,
+                               high_open=True, example="test_fraction=0.2")
+    seed = check_seed(seed)
     from sklearn.datasets import load_digits as _load
     from sklearn.model_selection import train_test_split
 
@@ -87,13 +81,11 @@ def synthetic_classification(num_samples: int, num_features: int = 64, num_class
     X : float32 array, shape (num_samples, num_features)
     y : int32 array, shape (num_samples,)
     """
-    for name, v in (("num_samples", num_samples), ("num_features", num_features),
-                    ("num_classes", num_classes)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive int; got {v!r}.")
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2; got {num_classes}.")
-    rng = np.random.default_rng(_check_seed(seed))
+    num_samples = check_positive_int(num_samples, "num_samples")
+    num_features = check_positive_int(num_features, "num_features")
+    num_classes = check_positive_int(num_classes, "num_classes", minimum=2)
+    separation = check_real(separation, "separation", low=0, example="separation=2.0")
+    rng = np.random.default_rng(check_seed(seed))
     U = rng.normal(size=(num_classes, num_features))
     U /= np.linalg.norm(U, axis=1, keepdims=True)
     y = rng.integers(0, num_classes, size=num_samples)

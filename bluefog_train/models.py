@@ -26,6 +26,7 @@ import numpy as np
 import optax
 
 from bluefog.algorithm import Problem
+from bluefog.validation import check_positive_int, check_real, check_seed
 
 __all__ = ["Model", "mlp", "cnn", "MODELS", "cross_entropy", "accuracy", "classification_problem"]
 
@@ -193,10 +194,9 @@ def classification_problem(model: Model, X_shards, y_shards, *, batch_size: int,
             f"{X_shards.shape}, y_shards.shape={y_shards.shape}. Build them with "
             "bluefog_train.data.partition."
         )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")
-    if isinstance(l2, bool) or not isinstance(l2, (int, float)) or l2 < 0:
-        raise ValueError(f"l2 must be a float >= 0; got {l2!r}.")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    l2 = check_real(l2, "l2", low=0.0, example="l2=1e-4 (or 0: no decay)")
+    seed = check_seed(seed)
     m = int(X_shards.shape[1])
     l2 = float(l2)
 

@@ -153,7 +153,7 @@ def test_data_and_model_errors():
         partition(X, y, 2, "dirichlet", alpha=0)
     with pytest.raises(ValueError, match="X must have shape \\(N, ...\\) and y shape \\(N,\\) with the same N"):
         partition(X[:5], y, 2)
-    with pytest.raises(ValueError, match="test_fraction must be a float in"):
+    with pytest.raises(ValueError, match=r"test_fraction must be a finite real number in \(0, 1\); got 1.5"):
         load_digits(test_fraction=1.5)
     with pytest.raises(ValueError, match="image_shape must be divisible by 2\\*\\*len\\(channels\\) = 8"):
         cnn(channels=(2, 2, 2), image_shape=(4, 4))
@@ -161,8 +161,13 @@ def test_data_and_model_errors():
         mlp(hidden=(0,))
     with pytest.raises(ValueError, match="X_shards must be \\(n, m, input_dim\\)"):
         classification_problem(mlp(), np.zeros((2, 3)), np.zeros((2, 3), int), batch_size=2)
-    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1; got 0"):
         classification_problem(mlp(), np.zeros((2, 3, 64)), np.zeros((2, 3), int), batch_size=0)
+    with pytest.raises(ValueError, match=r"l2 must be a finite real number in \[0, inf\]; got nan"):
+        classification_problem(mlp(), np.zeros((2, 3, 64)), np.zeros((2, 3), int), batch_size=2,
+                               l2=float("nan"))
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 2; got 1"):
+        synthetic_classification(10, 4, 1)
 
 
 # ---------------------------------------------------------------------------- metrics
