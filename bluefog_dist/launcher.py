@@ -27,8 +27,8 @@ oversubscribed ranks steal each other's cores (measured on a 2-core machine, 4 r
 slower exchanges without them).
 
 Stopping: ``SIGTERM``, ``SIGINT`` and ``SIGHUP`` sent to ``bfrun`` stop the whole job
-(``mpiexec``, its proxies, every rank) and ``bfrun`` waits for it; what is left after 5 s is
-killed (:mod:`bluefog_dist.supervise`). A job started in the background by a shell without
+(``mpiexec``, its proxies, every rank) and ``bfrun`` waits for it; what is left after
+``--grace`` seconds (default 8) is killed (:mod:`bluefog_dist.supervise`). A job started in the background by a shell without
 job control (``nohup bfrun ... &``) ignores ``SIGINT``, like every program started that way;
 stop it with ``kill <pid>`` (``SIGTERM``).
 """
@@ -44,7 +44,7 @@ import sys
 from pathlib import Path
 
 from .mpi_check import REBUILD_FIX, check_mpi_stack, compare_mpi_versions
-from .supervise import run_job
+from .supervise import GRACE_SECONDS, run_job
 
 __all__ = ["main", "build_command", "find_mpiexec", "mpi_flavour", "check_mpi_stack",
            "compare_mpi_versions", "oversubscription_env", "resolve_program", "REBUILD_FIX"]
@@ -178,7 +178,8 @@ def resolve_program(program: list[str], python: str | None = None) -> tuple[list
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bfrun", description="Launch a bluefog-jax program on N MPI ranks (one agent per rank).",
-        epilog="Everything after the options is the program: bfrun -np 4 python train.py --lr 0.1")
+        epilog="Everything after the options is the program: bfrun -np 4 python train.py --lr 0.1",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("-np", "-n", "--np", dest="np", type=int, help="number of ranks (agents)")
     p.add_argument("-H", "--hosts", help="host list, e.g. node1:4,node2:4")
     p.add_argument("--hostfile", help="MPI host file")
@@ -191,6 +192,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mpi-args", default="", help="extra mpiexec flags, passed through (quoted)")
     p.add_argument("-x", "--env", action="append", default=[], metavar="VAR=VALUE",
                    help="environment variable for every rank (repeatable)")
+    p.add_argument("--grace", type=float, default=GRACE_SECONDS, metavar="SECONDS",
+                   help="after SIGTERM/SIGINT/SIGHUP to bfrun, seconds the job gets to stop "
+                        "before what is left of it is killed")
     p.add_argument("--check", action="store_true", help="only check mpi4py/mpi4jax and exit")
     p.add_argument("--skip-check", action="store_true", help="do not check the MPI stack")
     p.add_argument("--dry-run", action="store_true", help="print the mpiexec command and exit")
@@ -241,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if ok else 1
     if args.np is None or args.np < 1:
         parser.error(f"-np must be a positive number of ranks; got {args.np}. Example: bfrun -np 4 train.py")
+    if not args.grace > 0 or args.grace == float("inf"):
+        parser.error(f"--grace must be a positive finite number of seconds; got {args.grace}. "
+                     "Example: --grace 30")
     program, interpreter = _program(args, parser)
     env = _rank_env(args, parser)
     try:
@@ -261,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         if not ok:
             print(report, file=sys.stderr)
             return 1
-    return run_job(cmd, {**os.environ, **env})
+    return run_job(cmd, {**os.environ, **env}, grace=args.grace)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,12 +9,16 @@ therefore
 
 1. forwards ``SIGTERM`` and ``SIGINT`` to ``mpiexec`` as they are, and ``SIGHUP`` as
    ``SIGTERM`` (``mpiexec`` relays ``SIGTERM``/``SIGINT`` to every rank, on every host, and
-   cleans up; it does not handle ``SIGHUP``);
+   cleans up; it does not handle ``SIGHUP``); every further signal is forwarded too (a
+   program that stops at its next checkpoint on the first signal may exit at once on the
+   second, as ``bluefog-train`` does);
 2. remembers every process of the job on this machine (the descendants of ``mpiexec``,
    read from ``/proc``, with their start times so that a recycled PID is never hit);
-3. if the job has not ended ``grace`` seconds after the signal, sends ``SIGKILL`` to
-   ``mpiexec`` and to every remembered process that is still alive, then waits for
-   ``mpiexec``.
+3. if the job has not ended ``grace`` seconds after the first signal (default 8, ``bfrun
+   --grace``), sends ``SIGKILL`` to ``mpiexec`` and to every remembered process that is still
+   alive, then waits for ``mpiexec``. Checkpoints written atomically (``bluefog-train``'s)
+   stay intact either way; give a longer grace where the job should reach its next
+   checkpoint (and the scheduler's own grace period is longer).
 
 A signal that was *ignored* when ``bfrun`` started stays ignored, as in every Unix program:
 a shell without job control starts background jobs (``cmd &``, ``nohup cmd &``) with
@@ -35,8 +39,8 @@ __all__ = ["FORWARDED", "GRACE_SECONDS", "job_processes", "run_job"]
 #: Signals that stop the job, and the signal each is forwarded to ``mpiexec`` as.
 FORWARDED = {signal.SIGTERM: signal.SIGTERM, signal.SIGINT: signal.SIGINT,
              signal.SIGHUP: signal.SIGTERM}
-#: Seconds between forwarding a signal and killing what is left of the job.
-GRACE_SECONDS = 5.0
+#: Seconds between forwarding the first signal and killing what is left of the job.
+GRACE_SECONDS = 8.0
 
 
 def _stat(pid: int) -> tuple[int, int] | None:
@@ -117,7 +121,7 @@ def run_job(cmd: list[str], env: dict, *, grace: float = GRACE_SECONDS,
     env : dict
         Its environment.
     grace : float
-        Seconds between forwarding a stop signal and ``SIGKILL`` of what is left.
+        Seconds between forwarding the first stop signal and ``SIGKILL`` of what is left.
     poll : float
         Seconds between checks of the job's state.
 
@@ -132,19 +136,19 @@ def run_job(cmd: list[str], env: dict, *, grace: float = GRACE_SECONDS,
     try:
         child = subprocess.Popen(cmd, env=env)
         remembered: dict[int, int] = {}
-        deadline = None
+        deadline, forwarded = None, 0
         while child.poll() is None:
-            if received and deadline is None:
+            if received:
                 remembered.update(job_processes(child.pid))
-                child.send_signal(FORWARDED[signal.Signals(received[0])])
-                deadline = time.monotonic() + grace
-            elif deadline is not None:
-                remembered.update(job_processes(child.pid))
-                if time.monotonic() > deadline:
-                    child.kill()
-                    _kill_remembered(remembered)
-                    child.wait()
-                    break
+            while forwarded < len(received):
+                child.send_signal(FORWARDED[signal.Signals(received[forwarded])])
+                forwarded += 1
+                deadline = deadline or time.monotonic() + grace
+            if deadline is not None and time.monotonic() > deadline:
+                child.kill()
+                _kill_remembered(remembered)
+                child.wait()
+                break
             time.sleep(poll)
         if deadline is not None:  # what mpiexec left behind (none when it cleaned up)
             _kill_remembered(remembered)

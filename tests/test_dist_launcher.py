@@ -79,6 +79,9 @@ def test_bfrun_argument_errors():
         (["-np", "2"], "no program given"),
         (["-np", "4", "--local-size", "3", "a.py"], "--local-size must be a positive divisor of -np 4; got 3"),
         (["-np", "2", "-x", "NOEQUALS", "a.py"], "-x expects VAR=VALUE; got 'NOEQUALS'"),
+        (["-np", "2", "--grace", "0", "a.py"],
+         "--grace must be a positive finite number of seconds; got 0.0. Example: --grace 30"),
+        (["-np", "2", "--grace", "nan", "a.py"], "--grace must be a positive finite number"),
     ]:
         proc = subprocess.run(BFRUN + args, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
@@ -295,11 +298,11 @@ def test_signal_to_bfrun_stops_every_process_of_the_job(tmp_path, sig, extra, pr
 
 def test_run_job_kills_a_job_that_ignores_the_signal(tmp_path):
     """A job that ignores SIGTERM (here a shell and its child) is killed after the grace."""
-    code = textwrap.dedent(f"""
+    code = textwrap.dedent("""
         import sys
         from bluefog_dist.supervise import run_job
         cmd = ["sh", "-c", "trap '' TERM; sh -c \\"trap '' TERM; echo CHILD $$; sleep 300\\" & wait"]
-        sys.exit(run_job(cmd, {{}}, grace=1.0))
+        sys.exit(run_job(cmd, {}, grace=1.0))
     """)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                             cwd=ROOT)
@@ -313,4 +316,36 @@ def test_run_job_kills_a_job_that_ignores_the_signal(tmp_path):
     while _alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(child)
+    proc.stdout.close()
+
+
+def test_run_job_forwards_every_signal_not_only_the_first(tmp_path):
+    """A program that stops at its next checkpoint on the first SIGTERM and exits on the
+    second (bluefog-train's protocol) gets both, well before the grace period ends."""
+    child = tmp_path / "two_signals.py"
+    child.write_text(textwrap.dedent("""
+        import signal, sys, time
+        seen = []
+        def on_term(signum, frame):
+            seen.append(signum)
+            print("GOT", len(seen), flush=True)
+            if len(seen) == 2:
+                sys.exit(7)
+        signal.signal(signal.SIGTERM, on_term)
+        print("READY", flush=True)
+        while True:
+            time.sleep(0.05)
+    """))
+    code = (f"import sys\nfrom bluefog_dist.supervise import run_job\n"
+            f"sys.exit(run_job([sys.executable, {str(child)!r}], {{}}, grace=30.0))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            cwd=ROOT)
+    assert proc.stdout.readline().strip() == "READY"
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.stdout.readline().strip() == "GOT 1"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.stdout.readline().strip() == "GOT 2"
+    assert proc.wait(timeout=10) == 128 + signal.SIGTERM
+    assert time.monotonic() - t0 < 10  # ended by the program, not by the 30 s grace
     proc.stdout.close()
