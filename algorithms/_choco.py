@@ -17,8 +17,9 @@ neighbor exchange per step). For a doubly stochastic :math:`W` the average of th
 compression error vanishes: CHOCO-Gossip converges linearly to the exact average for any
 contractive compressor and a small enough consensus step :math:`\gamma`.
 
-The keys: agent ``i`` compresses at step ``t`` with ``fold_in(ctx.key, t)``, so a run is
-deterministic and the simulator and MPI agree.
+The keys: agent ``i`` compresses at step ``t`` with a key folded from ``ctx.key`` and ``t``,
+so a run is deterministic and the simulator and MPI agree. The exchange goes through
+``comm.neighbor_allreduce(..., compressor=C, key=k)``: only the payloads cross the wire.
 """
 
 from __future__ import annotations
@@ -71,9 +72,12 @@ def _step_key(ctx, count):
 def _choco_communicate(state: ChocoState, target, compressor, ctx, gamma):
     """Compress ``target - x_hat``, update the public copies, take the consensus step."""
     q = tree_sub(target, state.x_hat)
-    q_hat = roundtrip(compressor, q, _step_key(ctx, state.count))
+    key = _step_key(ctx, state.count)
+    q_hat = roundtrip(compressor, q, key)  # what every neighbor reconstructs from the payload
     x_hat = tree_add(state.x_hat, q_hat)
-    s = tree_add(state.s, ctx.comm.neighbor_allreduce(q_hat, ctx.topology, state.count))
+    mixed = ctx.comm.neighbor_allreduce(q, ctx.topology, state.count, compressor=compressor,
+                                        key=key)
+    s = tree_add(state.s, mixed)
     x = tree_axpy(gamma, tree_sub(s, x_hat), target)
     return ChocoState(x, x_hat, s, state.count + 1)
 
@@ -179,8 +183,8 @@ def compressed_dgd(lr: float, compressor: Compressor) -> Algorithm:
         return CompressedDGDState(as_float_tree(params), zero_count())
 
     def step(state: CompressedDGDState, ctx) -> CompressedDGDState:
-        x_hat = roundtrip(compressor, state.x, _step_key(ctx, state.count))
-        mixed = ctx.comm.neighbor_allreduce(x_hat, ctx.topology, state.count)
+        mixed = ctx.comm.neighbor_allreduce(state.x, ctx.topology, state.count,
+                                            compressor=compressor, key=_step_key(ctx, state.count))
         x = tree_axpy(-lr, ctx.stochastic_grad(state.x, state.count), mixed)
         return CompressedDGDState(x, state.count + 1)
 

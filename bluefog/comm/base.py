@@ -19,6 +19,7 @@ from ..topology import DynamicTopology, Topology
 from ..topology.hierarchical import lift_machine_topology, machine_average_topology
 from ..topology.schedule import Round, Schedule
 from . import dynamic
+from .compressed import check_compression_args, compressed_mix
 from .leaves import float_leaves
 from .mixing import uniform_counts
 from .protocol import NeighborValues, PyTree
@@ -154,7 +155,8 @@ class ScheduleCommunicator:
 
     # ---- the protocol -------------------------------------------------------------------
     def neighbor_allreduce(self, x: PyTree, topology=None, t=None, *, self_weight=None,
-                           src_weights=None, dst_weights=None) -> PyTree:
+                           src_weights=None, dst_weights=None, compressor=None,
+                           key=None) -> PyTree:
         r"""Weighted neighbor average, from a topology or from Bluefog's per-call weights.
 
         **Topology form** ``neighbor_allreduce(x, topology, t)``:
@@ -163,6 +165,12 @@ class ScheduleCommunicator:
         :math:`x_i^{+} = W_{ii}x_i + \sum_r W_{i\sigma_r(i)}\, x_{\sigma_r(i)}`. For a
         :class:`~bluefog.topology.DynamicTopology` the pattern at step ``t`` is picked inside
         ``jit`` with ``lax.switch``.
+
+        **Compressed** ``neighbor_allreduce(x, topology, t, compressor=C, key=k)``: every
+        agent sends the payload :math:`\mathcal C(x_j, \xi_j)` instead of :math:`x_j` and
+        the result is :math:`\sum_j W_{ij}\,\mathcal D(\mathcal C(x_j, \xi_j))` (the
+        agent's own term decompressed too); see :mod:`bluefog.comm.compressed`. ``key`` is
+        this agent's PRNG key (e.g. ``fold_in(ctx.key, count)``).
 
         **Per-call form** ``neighbor_allreduce(x, self_weight=s, src_weights={j: a_j},
         dst_weights={k: b_k})`` (Bluefog's dynamic ``neighbor_allreduce``): agent ``i``
@@ -194,6 +202,8 @@ class ScheduleCommunicator:
         src_weights : dict ``{int: float}``, or callable ``rank -> dict`` (per-call form)
         dst_weights : dict ``{int: float}``, sequence of int, None, or callable ``rank ->``
             one of those (per-call form)
+        compressor : bluefog.compression.Compressor, optional (topology form)
+        key : PRNG key, required with ``compressor``
 
         Returns
         -------
@@ -215,8 +225,17 @@ class ScheduleCommunicator:
                 )
             self._check_topology(topology, op)
             leaves, treedef = float_leaves(x, op)
-            out = self._select(topology, t, lambda lv, p: self._mix(lv, p.schedule), leaves, op)
-            return jax.tree_util.tree_unflatten(treedef, out)
+            if compressor is not None:
+                check_compression_args(compressor, key, op)
+                mix = lambda lv, p: compressed_mix(  # noqa: E731
+                    self, jax.tree_util.tree_unflatten(treedef, lv), p.schedule, compressor, key)
+            else:
+                mix = lambda lv, p: self._mix(lv, p.schedule)  # noqa: E731
+            return jax.tree_util.tree_unflatten(treedef, self._select(topology, t, mix, leaves, op))
+        if compressor is not None:
+            raise TypeError("neighbor_allreduce: compressor works with the topology form "
+                            "neighbor_allreduce(x, topology, t, compressor=C, key=k); got the "
+                            "per-call weights form.")
         if topology is not None or t is not None:
             raise TypeError(
                 "neighbor_allreduce: the dynamic form (self_weight/src_weights/dst_weights) "

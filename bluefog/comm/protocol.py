@@ -44,10 +44,13 @@ class Communicator(Protocol):
         """This agent's index in ``[0, size)`` (a traced int32 in the simulator)."""
 
     def neighbor_allreduce(self, x: PyTree, topology=None, t=None, *, self_weight=None,
-                           src_weights=None, dst_weights=None) -> PyTree:
+                           src_weights=None, dst_weights=None, compressor=None,
+                           key=None) -> PyTree:
         r""":math:`x_i^{+} = \sum_j W_{ij}(t)\, x_j` for this agent ``i``, with ``W`` from a
         topology or from Bluefog's per-call weights (``self_weight``, ``src_weights``,
-        ``dst_weights``)."""
+        ``dst_weights``); with ``compressor`` (and this agent's ``key``) the payloads
+        :math:`\mathcal C(x_j)` travel and :math:`\sum_j W_{ij}\mathcal D(\mathcal C(x_j))`
+        is returned."""
 
     def neighbor_allgather(self, x: PyTree, topology, t=None) -> NeighborValues:
         """Values of this agent's in-neighbors, one per schedule round."""
