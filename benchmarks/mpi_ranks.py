@@ -48,9 +48,89 @@ def _timeit(comm, fn, reps, samples):
     return statistics.median(out)
 
 
+def _raw_ops(comm, topo, x, reps, samples, record) -> None:
+    """Raw mpi4py timings of one message size: ping-pong, ring, exponential exchange, Allreduce."""
+    from mpi4py import MPI
+
+    rank, size, d = comm.Get_rank(), comm.Get_size(), x.size
+    y = np.empty_like(x)
+    right, left = (rank + 1) % size, (rank - 1) % size
+    if size >= 2:
+        def pingpong():
+            if rank == 0:
+                comm.Send(x, dest=1, tag=7)
+                comm.Recv(y, source=1, tag=8)
+            elif rank == 1:
+                comm.Recv(y, source=0, tag=7)
+                comm.Send(x, dest=0, tag=8)
+        record("raw_pingpong", d, _timeit(comm, pingpong, reps, samples) / 2)
+
+        def ring():
+            comm.Sendrecv(x, dest=right, sendtag=1, recvbuf=y, source=left, recvtag=1)
+        record("raw_sendrecv_ring", d, _timeit(comm, ring, reps, samples))
+
+        sched = topo.schedule
+        bufs = [np.empty_like(x) for _ in sched.rounds]
+
+        def exchange():
+            acc = sched.self_weights[rank] * x
+            for rnd, buf in zip(sched.rounds, bufs):
+                comm.Sendrecv(x, dest=int(rnd.destinations[rank]), sendtag=2, recvbuf=buf,
+                              source=int(rnd.sources[rank]), recvtag=2)
+                acc += rnd.weights[rank] * buf
+            return acc
+        record("raw_exchange_exponential", d, _timeit(comm, exchange, reps, samples))
+
+    def allreduce():
+        comm.Allreduce(x, y, op=MPI.SUM)
+    record("raw_allreduce", d, _timeit(comm, allreduce, reps, samples))
+
+
+def _jax_ops(comm, topo, x, reps, samples, loop, record) -> None:
+    """mpi4jax and bluefog_dist timings of one message size (skipped where not installed)."""
+    try:
+        import jax
+        import jax.numpy as jnp
+        import mpi4jax
+        from jax import lax
+    except ImportError:
+        return
+    rank, size, d = comm.Get_rank(), comm.Get_size(), x.size
+    xj = jnp.asarray(x)
+    lreps = max(2, reps // loop)
+
+    def per_op(fn, n):  # seconds per op of a jitted function doing n ops
+        return _timeit(comm, lambda: fn(xj).block_until_ready(), lreps if n > 1 else reps,
+                       samples) / n
+    if size >= 2:
+        left, right = (rank - 1) % size, (rank + 1) % size
+        record("mpi4jax_sendrecv_loop", d, per_op(jax.jit(lambda v: lax.fori_loop(
+            0, loop, lambda _, u: mpi4jax.sendrecv(u, u, source=left, dest=right, comm=comm),
+            v)), loop))
+    try:
+        from bluefog_dist import MpiComm
+    except ImportError:
+        return
+    from bluefog.topology import one_peer_exponential_graph
+
+    bf = MpiComm(comm)
+    if size >= 2:
+        record("bluefog_neighbor_allreduce", d,
+               per_op(jax.jit(lambda v: bf.neighbor_allreduce(v, topo)), 1))
+        record("bluefog_neighbor_allreduce_loop", d, per_op(jax.jit(lambda v: lax.fori_loop(
+            0, loop, lambda k, u: bf.neighbor_allreduce(u, topo), v)), loop))
+        op = one_peer_exponential_graph(size)
+        record("bluefog_one_peer_loop", d, per_op(jax.jit(lambda v: lax.fori_loop(
+            0, loop, lambda k, u: bf.neighbor_allreduce(u, op, k), v)), loop))
+    record("bluefog_allreduce_loop", d, per_op(jax.jit(lambda v: lax.fori_loop(
+        0, loop, lambda k, u: bf.allreduce(u), v)), loop))
+
+
 def measure(sizes, *, samples=5, loop=20, quick=False) -> dict:
     """Run every available op for every message size (float32 counts); rank 0's result."""
     from mpi4py import MPI
+
+    from ._topologies import make_topology
 
     comm = MPI.COMM_WORLD.Dup()
     rank, size = comm.Get_rank(), comm.Get_size()
@@ -59,88 +139,14 @@ def measure(sizes, *, samples=5, loop=20, quick=False) -> dict:
     def record(op, d, t):
         res["ops"].setdefault(op, {})[str(d)] = t
 
-    from ._topologies import make_topology
-
     topo = make_topology("exponential", size) if size > 1 else None
     for d in sizes:
-        nbytes = 4 * d
-        reps = int(max(3, min(100, 2e7 // max(nbytes, 1) // 100)))
+        reps = int(max(3, min(100, 2e7 // max(4 * d, 1) // 100)))
         if quick:
             reps = max(2, reps // 4)
         x = np.random.default_rng(rank).standard_normal(d).astype(np.float32)
-        y = np.empty_like(x)
-        right, left = (rank + 1) % size, (rank - 1) % size
-
-        if size >= 2:
-            def pingpong():
-                if rank == 0:
-                    comm.Send(x, dest=1, tag=7)
-                    comm.Recv(y, source=1, tag=8)
-                elif rank == 1:
-                    comm.Recv(y, source=0, tag=7)
-                    comm.Send(x, dest=0, tag=8)
-            record("raw_pingpong", d, _timeit(comm, pingpong, reps, samples) / 2)
-
-            def ring():
-                comm.Sendrecv(x, dest=right, sendtag=1, recvbuf=y, source=left, recvtag=1)
-            record("raw_sendrecv_ring", d, _timeit(comm, ring, reps, samples))
-
-            sched = topo.schedule
-            bufs = [np.empty_like(x) for _ in sched.rounds]
-
-            def exchange():
-                acc = sched.self_weights[rank] * x
-                for rnd, buf in zip(sched.rounds, bufs):
-                    comm.Sendrecv(x, dest=int(rnd.destinations[rank]), sendtag=2, recvbuf=buf,
-                                  source=int(rnd.sources[rank]), recvtag=2)
-                    acc += rnd.weights[rank] * buf
-                return acc
-            record("raw_exchange_exponential", d, _timeit(comm, exchange, reps, samples))
-
-        def allreduce():
-            comm.Allreduce(x, y, op=MPI.SUM)
-        record("raw_allreduce", d, _timeit(comm, allreduce, reps, samples))
-
-        try:
-            import jax
-            import jax.numpy as jnp
-            from jax import lax
-            import mpi4jax
-        except ImportError:
-            continue
-        xj = jnp.asarray(x)
-        lreps = max(2, reps // loop)
-        if size >= 2:
-            @jax.jit
-            def mj_loop(v):
-                def body(_, v):
-                    return mpi4jax.sendrecv(v, v, source=left, dest=right, comm=comm)
-                return lax.fori_loop(0, loop, body, v)
-            record("mpi4jax_sendrecv_loop", d,
-                   _timeit(comm, lambda: mj_loop(xj).block_until_ready(), lreps, samples) / loop)
-        try:
-            from bluefog_dist import MpiComm
-        except ImportError:
-            continue
-        from bluefog.topology import one_peer_exponential_graph
-
-        bf = MpiComm(comm)
-        if size >= 2:
-            one = jax.jit(lambda v: bf.neighbor_allreduce(v, topo))
-            record("bluefog_neighbor_allreduce", d,
-                   _timeit(comm, lambda: one(xj).block_until_ready(), reps, samples))
-            nloop = jax.jit(lambda v: lax.fori_loop(
-                0, loop, lambda k, u: bf.neighbor_allreduce(u, topo), v))
-            record("bluefog_neighbor_allreduce_loop", d,
-                   _timeit(comm, lambda: nloop(xj).block_until_ready(), lreps, samples) / loop)
-            op = one_peer_exponential_graph(size)
-            ploop = jax.jit(lambda v: lax.fori_loop(
-                0, loop, lambda k, u: bf.neighbor_allreduce(u, op, k), v))
-            record("bluefog_one_peer_loop", d,
-                   _timeit(comm, lambda: ploop(xj).block_until_ready(), lreps, samples) / loop)
-        aloop = jax.jit(lambda v: lax.fori_loop(0, loop, lambda k, u: bf.allreduce(u), v))
-        record("bluefog_allreduce_loop", d,
-               _timeit(comm, lambda: aloop(xj).block_until_ready(), lreps, samples) / loop)
+        _raw_ops(comm, topo, x, reps, samples, record)
+        _jax_ops(comm, topo, x, reps, samples, loop, record)
     if topo is not None:
         res["exponential_rounds"] = topo.schedule.num_rounds
     return res if rank == 0 else None
