@@ -8,9 +8,10 @@ Examples
         --steps 1000 --out runs/exp64.json --plot runs/exp64.png
     bfrun -np 4 bluefog-train --backend mpi --agents 4 --steps 200 --out runs/mpi4.json
 
-Exit codes: 0 success; 2 a refused option or output location, or nothing to resume (before
-any step); 3 the run diverged (non-finite state or metric); ``128 + signal`` stopped by
-SIGTERM/SIGHUP/SIGINT at a checkpoint.
+Exit codes: 0 success; 1 writing a checkpoint failed (the earlier ones are intact); 2 a
+refused option or output location, or nothing to resume (before any step); 3 the run
+diverged (non-finite state or metric); ``128 + signal`` stopped by SIGTERM/SIGHUP/SIGINT at
+a checkpoint.
 """
 
 from __future__ import annotations
@@ -150,6 +151,8 @@ def main(argv=None) -> int:
     argv : list of str, optional
         The arguments (default ``sys.argv[1:]``).
     """
+    from bluefog.engine import CallbackError
+
     from .training import TrainingDiverged, TrainingStopped, train
 
     cfg = vars(build_parser().parse_args(argv))
@@ -164,6 +167,11 @@ def main(argv=None) -> int:
     except TrainingStopped as err:
         print(f"bluefog-train: {err}", file=sys.stderr)
         return err.exit_code
+    except CallbackError as err:  # e.g. a full disk while writing a checkpoint
+        print(f"bluefog-train: error: writing a checkpoint failed: {err}. The checkpoints "
+              "written before are intact; free the space or fix the directory, then --resume.",
+              file=sys.stderr)
+        return 1
     if results is None:  # MPI rank > 0
         return 0
     results.pop("_final_params")

@@ -189,3 +189,20 @@ def test_one_engine_call_per_run_and_resume_says_where(tmp_path, capsys, monkeyp
     h = json.loads(out.read_text())["history"]
     assert h["step"] == list(range(0, 201, 2))  # the checkpoint's record interval continues
     assert h["loss"][:51] == first["history"]["loss"]
+
+
+def test_failed_checkpoint_write_is_one_line_and_keeps_the_earlier(tmp_path, capsys, monkeypatch):
+    real = ckpt.save
+
+    def full_disk(directory, state, *, step, **kw):
+        if step == 20:
+            raise OSError(28, "No space left on device")
+        return real(directory, state, step=step, **kw)
+
+    monkeypatch.setattr(ckpt, "save", full_disk)
+    d = tmp_path / "ck"
+    assert main(["--steps", "30", *SMALL, "--checkpoint-dir", str(d), "--checkpoint-every", "10"]) == 1
+    err = capsys.readouterr().err
+    assert "bluefog-train: error: writing a checkpoint failed" in err and "No space left on device" in err
+    assert [s for s, _ in ckpt.list_checkpoints(d)] == [10]
+    assert ckpt.latest(d).endswith("ckpt-00000010.npz")
