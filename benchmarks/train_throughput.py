@@ -72,6 +72,7 @@ def sim_throughput(agents=64, K=200, reps=9, batch_size=16):
     import jax
 
     import bluefog_sim
+    from bluefog.algorithm import AgentContext
     from bluefog_train.experiment import make_experiment
 
     fns, states, keys = {}, {}, bluefog_sim.agent_keys(0, agents)
@@ -80,7 +81,10 @@ def sim_throughput(agents=64, K=200, reps=9, batch_size=16):
         comm = bluefog_sim.SimComm(agents)
         alg, prob, topo = exp["algorithm"], exp["problem"], exp["topology"]
         f = jax.jit(jax.vmap(_loop(alg, prob, topo, comm, K), axis_name=comm.axis_name))
-        s0 = jax.jit(jax.vmap(lambda k: alg.init(prob.init_params, None)))(keys)
+        s0 = jax.jit(jax.vmap(
+            lambda d, k, alg=alg, prob=prob, topo=topo, comm=comm: alg.init(
+                prob.init_params, AgentContext(comm, topo, prob, d, k)),
+            axis_name=comm.axis_name))(prob.data, keys)
         jax.block_until_ready(f(s0, prob.data, keys))  # compile + warm up
         fns[name], states[name] = (f, prob.data), s0
     times = {name: [] for name in fns}
@@ -111,8 +115,9 @@ def mpi_worker(K, reps, batch_size):
     import jax
 
     import bluefog_dist
-    from bluefog_train.experiment import make_experiment
+    from bluefog.algorithm import AgentContext
     from bluefog.engine import agent_key
+    from bluefog_train.experiment import make_experiment
 
     comm = bluefog_dist.default_comm()
     mpi = comm.comm
@@ -124,7 +129,7 @@ def mpi_worker(K, reps, batch_size):
         data = jax.tree_util.tree_map(lambda a: a[rank], prob.data)
         key = agent_key(0, rank)
         f = jax.jit(_loop(alg, prob, topo, comm, K))
-        s0 = alg.init(prob.init_params, None)
+        s0 = alg.init(prob.init_params, AgentContext(comm, topo, prob, data, key))
         jax.block_until_ready(f(s0, data, key))
         samples = []
         for _ in range(reps):

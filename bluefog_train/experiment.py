@@ -128,7 +128,6 @@ def classification_metrics(model, X_test, y_test, n: int, *, agent_accuracy: boo
 
     All are computed with communicator collectives, so every agent returns the same values.
     """
-    import jax
     import jax.numpy as jnp
     from jax.flatten_util import ravel_pytree
 

@@ -227,7 +227,7 @@ def test_cli_smoke_writes_json_and_png(tmp_path, capsys):
     assert min(r["per_agent_test_accuracy"]) == pytest.approx(h["agent_accuracy_min"][-1])
     assert max(r["per_agent_test_accuracy"]) == pytest.approx(h["agent_accuracy_max"][-1])
     assert np.mean(r["per_agent_test_accuracy"]) == pytest.approx(h["agent_accuracy_mean"][-1], abs=1e-6)
-    # exponential graph on 8 agents: in-neighbours i+1, i+2, i+4 -> 3 messages of 4810 floats
+    # exponential graph on 8 agents: in-neighbors i-1, i-2, i-4 -> 3 messages of 4810 floats
     assert r["bytes_sent_per_agent_per_step"] == 3 * 4 * (64 * 64 + 64 + 64 * 10 + 10)
     assert r["bytes_sent_per_agent_total"] == 150 * r["bytes_sent_per_agent_per_step"]
     import matplotlib.image
