@@ -34,7 +34,8 @@ from bluefog.validation import check_positive_float, check_real
 
 from ._common import as_float_tree, require_weights, tree_add, tree_axpy, tree_sub, zero_count
 
-__all__ = ["ChocoState", "choco_gossip", "choco_sgd", "CompressedDGDState", "compressed_dgd"]
+__all__ = ["ChocoState", "choco_gossip", "choco_sgd", "CompressedDGDState", "compressed_dgd",
+           "compressed_gossip"]
 
 
 class ChocoState(NamedTuple):
@@ -190,3 +191,26 @@ def compressed_dgd(lr: float, compressor: Compressor) -> Algorithm:
 
     return Algorithm(init, step, lambda s: s.x, "compressed_dgd",
                      {"lr": lr, "compressor": compressor.name})
+
+
+def compressed_gossip(compressor: Compressor) -> Algorithm:
+    r"""Naive compressed gossip, the baseline of :func:`choco_gossip`:
+    :math:`x_i^{t+1} = \sum_j W_{ij}\,\mathcal C(x_j^t)`.
+
+    The compression error is injected afresh at every step and never decays: with int8
+    rounding the agents stall at a disagreement of the order of the quantisation step; with
+    top-k the average itself drifts away.
+    """
+    compressor = _check_compressor(compressor, "compressed_gossip")
+
+    def init(params, ctx) -> CompressedDGDState:
+        require_weights(ctx.topology, "compressed_gossip", row=True)
+        return CompressedDGDState(as_float_tree(params), zero_count())
+
+    def step(state: CompressedDGDState, ctx) -> CompressedDGDState:
+        x = ctx.comm.neighbor_allreduce(state.x, ctx.topology, state.count,
+                                        compressor=compressor, key=_step_key(ctx, state.count))
+        return CompressedDGDState(x, state.count + 1)
+
+    return Algorithm(init, step, lambda s: s.x, "compressed_gossip",
+                     {"compressor": compressor.name})

@@ -13,7 +13,7 @@ import pytest
 import bluefog_sim
 from algorithms import dgd
 from algorithms import problems as P
-from algorithms._choco import choco_gossip, choco_sgd, compressed_dgd
+from algorithms._choco import choco_gossip, choco_sgd, compressed_dgd, compressed_gossip
 from bluefog import compression as C
 from bluefog import topology as T
 
@@ -47,6 +47,22 @@ def test_choco_gossip_reaches_the_exact_average_and_preserves_it(x64, compressor
     assert np.all(res.history["mean_error"] < 1e-12)  # the average never moves
     assert res.history["error"][-1] < 1e-10
     np.testing.assert_allclose(res.params, np.broadcast_to(b.mean(0), b.shape), atol=1e-10)
+
+
+@pytest.mark.parametrize("compressor,gamma,steps", [(C.blockwise(8, 100), 0.9, 300),
+                                                    (C.top_k(0.01), 0.02, 3000)],
+                         ids=["int8", "top-1%"])
+def test_choco_gossip_on_64_agents_reaches_1e8_where_naive_gossip_stalls(x64, compressor, gamma,
+                                                                        steps):
+    n = 64
+    b = np.random.default_rng(0).normal(size=(n, 100))
+    problem, topo = P.quadratic(b), T.exponential_graph(n)
+    metrics = _average_metrics(jnp.asarray(b.mean(0)))
+    kw = dict(x0=jnp.asarray(b), record_every=steps // 10, progress=False, metrics=metrics)
+    choco = bluefog_sim.run(choco_gossip(compressor, gamma), problem, topo, steps, **kw)
+    naive = bluefog_sim.run(compressed_gossip(compressor), problem, topo, steps, **kw)
+    assert choco.history["error"][-1] / np.sqrt(n) < 1e-8  # rms over agents
+    assert naive.history["error"][-1] / np.sqrt(n) > 1e-4
 
 
 def test_choco_gossip_with_too_large_a_consensus_step_does_not_converge(x64):
