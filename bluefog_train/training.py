@@ -169,7 +169,7 @@ class _Checkpointer:
         stacked = self.backend.stacked(state)  # a collective: before anything that may fail
         if self.backend.rank == 0:
             self._save(reached, stacked, _merge(self.history, history, self.start))
-        if self.stop.requested:
+        if self.stop.requested and reached < self.cfg["steps"]:  # at the end: just finish
             raise TrainingStopped(self.stop.requested, reached, self.last)
 
     def _save(self, reached, stacked, history):
