@@ -28,9 +28,9 @@ slower exchanges without them).
 
 Stopping: ``SIGTERM``, ``SIGINT`` and ``SIGHUP`` sent to ``bfrun`` stop the whole job
 (``mpiexec``, its proxies, every rank) and ``bfrun`` waits for it; what is left after
-``--grace`` seconds (default 8) is killed (:mod:`bluefog_dist.supervise`). A job started in the background by a shell without
-job control (``nohup bfrun ... &``) ignores ``SIGINT``, like every program started that way;
-stop it with ``kill <pid>`` (``SIGTERM``).
+``--grace`` seconds (default 5) is killed (:mod:`bluefog_dist.supervise`). A job started in
+the background by a shell without job control (``nohup bfrun ... &``) ignores ``SIGINT``,
+like every program started that way; stop it with ``kill <pid>`` (``SIGTERM``).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ therefore
    second, as ``bluefog-train`` does);
 2. remembers every process of the job on this machine (the descendants of ``mpiexec``,
    read from ``/proc``, with their start times so that a recycled PID is never hit);
-3. if the job has not ended ``grace`` seconds after the first signal (default 8, ``bfrun
+3. if the job has not ended ``grace`` seconds after the first signal (default 5, ``bfrun
    --grace``), sends ``SIGKILL`` to ``mpiexec`` and to every remembered process that is still
    alive, then waits for ``mpiexec``. Checkpoints written atomically (``bluefog-train``'s)
    stay intact either way; give a longer grace where the job should reach its next
@@ -40,7 +40,7 @@ __all__ = ["FORWARDED", "GRACE_SECONDS", "job_processes", "run_job"]
 FORWARDED = {signal.SIGTERM: signal.SIGTERM, signal.SIGINT: signal.SIGINT,
              signal.SIGHUP: signal.SIGTERM}
 #: Seconds between forwarding the first signal and killing what is left of the job.
-GRACE_SECONDS = 8.0
+GRACE_SECONDS = 5.0
 
 
 def _stat(pid: int) -> tuple[int, int] | None:
