@@ -89,6 +89,8 @@ def test_shell_commands_activate_the_environment_first():
     needs_env = re.compile(r"^(python|bfrun|bluefog-train|asv)\b")
     assert all(not needs_env.match(c) for c in cmds[:activate]), cmds[:activate]
     assert any(needs_env.match(c) for c in cmds[activate + 1:])
+    # one convention: after activation, no command spells the environment's path
+    assert [c for c in cmds[activate + 1:] if ".venv/bin/" in c] == []
 
 
 def test_benchmark_programs_are_run_as_package_modules():
