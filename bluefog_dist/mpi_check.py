@@ -78,7 +78,26 @@ def compare_mpi_versions(runtime: str, built: str) -> str | None:
     """``None`` if mpi4jax's build-time MPI matches the runtime one, else an explanation.
 
     The first line of ``MPI_Get_library_version`` names the implementation and version
-    (``"MPICH Version: 5.0.2"``, ``"Open MPI v4.1.6, ..."``); both must agree.
+    (``"MPICH Version: 5.0.2"``, ``"Open MPI v4.1.6, ..."``); both must agree, compared with
+    runs of whitespace collapsed.
+
+    Parameters
+    ----------
+    runtime : str
+        ``MPI.Get_library_version()`` of the library mpi4py loads.
+    built : str
+        The same string recorded by mpi4jax's extension at build time
+        (``MPI_ABI_INFO["mpi_library_version"]``).
+
+    Returns
+    -------
+    str or None
+        ``None`` when the first lines agree, else a sentence naming both libraries.
+
+    References
+    ----------
+    MPI Forum, "MPI: A Message-Passing Interface Standard", version 4.0 (2021), section 9.1.1
+    (``MPI_Get_library_version``); mpi4jax's ABI check (``mpi4jax/_src/xla_bridge``).
     """
     r, b = _first_line(runtime), _first_line(built)
     if " ".join(r.split()) == " ".join(b.split()):

@@ -130,6 +130,13 @@ def run_job(cmd: list[str], env: dict, *, grace: float = GRACE_SECONDS,
     int
         ``mpiexec``'s exit status, or ``128 + signal number`` when a signal stopped the job
         (the shell's convention: 143 for ``SIGTERM``, 130 for ``SIGINT``, 129 for ``SIGHUP``).
+
+    References
+    ----------
+    GNU Bash Reference Manual, section 3.7.5 "Exit Status" (``128 + n`` for a command ended by
+    signal ``n``) and section 3.7.6 "Signals" (background jobs started without job control
+    ignore ``SIGINT``); MPICH's Hydra process manager, which relays ``SIGINT``/``SIGTERM``
+    from ``mpiexec`` to every rank.
     """
     received: list[int] = []
     previous = _install(received)
