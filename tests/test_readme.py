@@ -55,6 +55,7 @@ def test_readme_has_python_blocks_and_claims():
     assert sum(len(CLAIM.findall(code)) for _, code, _ in PYTHON) >= 4
 
 
+@pytest.mark.slow  # each block is a fresh interpreter (JAX import + compile); ~1-2 min in all
 @pytest.mark.parametrize("name,code,skip", PYTHON, ids=[b[0] for b in PYTHON])
 def test_python_block_runs_and_prints_its_claims(tmp_path, name, code, skip):
     if skip:
