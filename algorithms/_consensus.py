@@ -35,7 +35,7 @@ class ConsensusState(NamedTuple):
 
 
 def consensus() -> Algorithm:
-    r"""Average consensus by repeated neighbour averaging.
+    r"""Average consensus by repeated neighbor averaging.
 
     .. math:: x_i^{(k+1)} = \sum_j W_{ij}(k)\, x_j^{(k)}, \qquad X^{(k+1)} = W(k) X^{(k)}.
 
@@ -91,7 +91,7 @@ def push_sum() -> Algorithm:
     r"""Push-sum (ratio consensus) for directed graphs with column-stochastic weights.
 
     With a column-stochastic :math:`A(k)` (:math:`\mathbf 1^\top A = \mathbf 1^\top`: each
-    sender splits its mass among itself and its out-neighbours):
+    sender splits its mass among itself and its out-neighbors):
 
     .. math::
 

@@ -26,7 +26,7 @@ def x64():
 
 
 def ring_weights(n):
-    """Symmetric doubly stochastic ring, 1/3 on self and both neighbours."""
+    """Symmetric doubly stochastic ring, 1/3 on self and both neighbors."""
     W = np.zeros((n, n))
     for i in range(n):
         for j in (i - 1, i, i + 1):

@@ -186,7 +186,7 @@ def test_bytes_per_step():
     params = {"w": jnp.zeros((10, 4), jnp.float32), "b": jnp.zeros(4, jnp.float32)}
     b = 44 * 4
     n = 8
-    # exponential graph on 8 agents: in-neighbours i+1, i+2, i+4 -> three rounds
+    # exponential graph on 8 agents: in-neighbors i+1, i+2, i+4 -> three rounds
     W = np.eye(n)
     for k in (1, 2, 4):
         W[np.arange(n), (np.arange(n) + k) % n] = 1
