@@ -178,7 +178,10 @@ def resolve_program(program: list[str], python: str | None = None) -> tuple[list
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bfrun", description="Launch a bluefog-jax program on N MPI ranks (one agent per rank).",
-        epilog="Everything after the options is the program: bfrun -np 4 python train.py --lr 0.1",
+        epilog=("Everything after the options is the program: bfrun -np 4 python train.py "
+                "--lr 0.1. A bare python/python3 (or script.py) runs with this environment's "
+                f"interpreter ({sys.executable}). SIGTERM/SIGINT/SIGHUP to bfrun stop the "
+                "whole job."),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("-np", "-n", "--np", dest="np", type=int, help="number of ranks (agents)")
     p.add_argument("-H", "--hosts", help="host list, e.g. node1:4,node2:4")
