@@ -122,6 +122,14 @@ def decentralized(inner: optax.GradientTransformation, *, communication: str = "
     (D-PSGD of Lian et al. 2017). ``"gradient_allreduce"`` with every agent started at the
     same point is exactly centralized minibatch SGD with batch ``n * B``.
 
+    Mixing weights are checked once for the whole family (this function, :func:`dmsgd`,
+    :func:`qg_dsgdm`, :func:`algorithms.dsgd`): with ``"neighbor"`` the run's topology must be
+    row-stochastic, :math:`W\mathbf 1 = \mathbf 1` (refused before the first step otherwise:
+    with column-stochastic weights :math:`W^k` tends to :math:`\pi\mathbf 1^\top`, so the
+    agents are scaled by :math:`n\pi_i` instead of agreeing, and the run ends far from the
+    optimum; use :func:`algorithms.push_diging` there), and ``machine_topology`` must be
+    row-stochastic (refused here).
+
     Parameters
     ----------
     inner : optax.GradientTransformation
