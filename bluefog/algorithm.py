@@ -45,6 +45,19 @@ class Problem:
     name : str
     config : dict
         Hyper-parameters that define the problem (for start-up agreement checks and logs).
+
+    Raises
+    ------
+    TypeError
+        ``loss``/``stochastic_loss`` not callable; a loss that returns something other than a
+        floating-point array.
+    ValueError
+        ``data`` empty or with differing leading (agent) axes; NaN/inf in ``data`` or
+        ``init_params`` (the leaf, index and agent are named); ``init_params`` that do not fit
+        ``loss`` and one agent's data, found by abstract evaluation
+        (``jax.eval_shape(loss, init_params, data_0)``, nothing is computed); a loss that is
+        not a scalar; an ``optimum`` whose shapes differ from ``init_params``. Each check runs
+        once, at construction, so a bad problem never reaches a compiled run.
     """
 
     loss: Callable
