@@ -269,6 +269,7 @@ def test_console_script_installed():
     exe = os.path.join(os.path.dirname(sys.executable), "bluefog-train")
     proc = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "--checkpoint-every" in proc.stdout and "--backend" in proc.stdout
+    assert "(default: 1000)" in proc.stdout and "(default: dmsgd)" in proc.stdout  # defaults shown
 
 
 # ---------------------------------------------------------------------------- MPI
