@@ -34,7 +34,7 @@ from bluefog.validation import check_positive_float, check_real
 
 from ._common import as_float_tree, require_weights, tree_add, tree_axpy, tree_sub, zero_count
 
-__all__ = ["ChocoState", "choco_gossip", "choco_sgd", "CompressedDGDState", "compressed_dgd",
+__all__ = ["ChocoState", "choco_exchange", "choco_gossip", "choco_sgd", "CompressedDGDState", "compressed_dgd",
            "compressed_gossip"]
 
 
@@ -70,16 +70,27 @@ def _step_key(ctx, count):
     return jax.random.fold_in(jax.random.fold_in(ctx.key, 0x43484F43), count)  # "CHOC"
 
 
-def _choco_communicate(state: ChocoState, target, compressor, ctx, gamma):
-    """Compress ``target - x_hat``, update the public copies, take the consensus step."""
-    q = tree_sub(target, state.x_hat)
-    key = _step_key(ctx, state.count)
+def choco_exchange(target, x_hat, s, compressor, ctx, gamma, count, t):
+    r"""One CHOCO communication for this agent: compress :math:`q = \text{target} - \hat x`,
+    update the public copies and take the consensus step.
+
+    Returns ``(x, x_hat, s)`` with :math:`\hat x^+ = \hat x + \hat q`,
+    :math:`s^+ = s + \sum_j W_{ij}(t)\hat q_j` and
+    :math:`x = \text{target} + \gamma (s^+ - \hat x^+)`; ``count`` seeds the compression key,
+    ``t`` selects the pattern of a time-varying topology.
+    """
+    q = tree_sub(target, x_hat)
+    key = _step_key(ctx, count)
     q_hat = roundtrip(compressor, q, key)  # what every neighbor reconstructs from the payload
-    x_hat = tree_add(state.x_hat, q_hat)
-    mixed = ctx.comm.neighbor_allreduce(q, ctx.topology, state.count, compressor=compressor,
-                                        key=key)
-    s = tree_add(state.s, mixed)
-    x = tree_axpy(gamma, tree_sub(s, x_hat), target)
+    x_hat = tree_add(x_hat, q_hat)
+    mixed = ctx.comm.neighbor_allreduce(q, ctx.topology, t, compressor=compressor, key=key)
+    s = tree_add(s, mixed)
+    return tree_axpy(gamma, tree_sub(s, x_hat), target), x_hat, s
+
+
+def _choco_communicate(state: ChocoState, target, compressor, ctx, gamma):
+    x, x_hat, s = choco_exchange(target, state.x_hat, state.s, compressor, ctx, gamma,
+                                 state.count, state.count)
     return ChocoState(x, x_hat, s, state.count + 1)
 
 

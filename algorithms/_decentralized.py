@@ -16,6 +16,12 @@ trusts its arguments. The update of agent :math:`i` at step :math:`t` is
 
 with :math:`\mathcal C_t` the identity unless :math:`(t+1) \bmod J = 0` (Sayed 2014; Lian et
 al. 2017; Ying et al., BlueFog, arXiv:2111.04287).
+
+With a compressor (``compression=(C, gamma)``, ATC and neighbor communication only) the
+mixing step is CHOCO's (Koloskova, Stich & Jaggi, ICML 2019; see
+:func:`algorithms._choco.choco_exchange`): the agent sends the compressed difference between
+its new iterate and its public copy :math:`\hat x_i`, and moves toward its neighbors' public
+copies by the consensus step :math:`\gamma`, so only payloads cross the wire.
 """
 
 from __future__ import annotations
@@ -29,11 +35,14 @@ from jax import lax
 
 from bluefog.algorithm import Algorithm
 from bluefog.topology import DynamicTopology, Topology
-from bluefog.validation import check_choice, check_positive_float, check_positive_int
+from bluefog.compression import Compressor
+from bluefog.validation import check_choice, check_positive_float, check_positive_int, check_real
 
+from ._choco import choco_exchange
 from ._common import as_float_tree, require_weights
 
 __all__ = ["COMMUNICATIONS", "STYLES", "DecentralizedState", "check_communication",
+           "check_compression", "compressed_communicate",
            "check_lr_or_schedule", "communicate", "require_mixing", "build", "sgd_member"]
 
 PyTree = Any
@@ -45,7 +54,7 @@ STYLES = ("atc", "awc")
 
 
 class DecentralizedState(NamedTuple):
-    """State of one agent of :func:`algorithms.optim.decentralized` (and of every member of
+    r"""State of one agent of :func:`algorithms.optim.decentralized` (and of every member of
     the SGD family: :func:`algorithms.dsgd`, :func:`algorithms.gradient_allreduce`,
     :func:`algorithms.optim.dmsgd`).
 
@@ -57,11 +66,15 @@ class DecentralizedState(NamedTuple):
         The inner transformation's state (e.g. the heavy-ball buffer of ``optax.sgd``).
     count : int32 scalar
         Steps taken; the ``t`` of the stochastic gradient and of dynamic topologies.
+    memory : ``(x_hat, s)`` or None
+        With compression only: the public copy :math:`\hat x_i` and
+        :math:`s_i = \sum_j W_{ij}\hat x_j` (CHOCO); ``None`` otherwise.
     """
 
     params: PyTree
     opt_state: Any
     count: jax.Array
+    memory: Any = None
 
 
 def check_communication(communication, steps_per_communication, machine_topology, *,
@@ -94,6 +107,30 @@ def check_communication(communication, steps_per_communication, machine_topology
             f"communication={communication!r}. Drop machine_topology or switch communication."
         )
     return communication, J
+
+
+def check_compression(compressor, consensus_step, communication: str, style: str, *,
+                      where: str):
+    """``None`` without a compressor, else ``(compressor, gamma)`` after checking that the
+    combination is one CHOCO covers (neighbor communication, ATC)."""
+    if compressor is None:
+        if consensus_step is not None:
+            raise ValueError(f"{where}: consensus_step is only used with a compressor; got "
+                             f"consensus_step={consensus_step!r} and compressor=None.")
+        return None
+    if not isinstance(compressor, Compressor):
+        raise TypeError(f"{where}: compressor must be a bluefog.compression.Compressor (e.g. "
+                        f"top_k(0.01)); got {type(compressor).__name__}.")
+    if communication != "neighbor" or style != "atc":
+        raise ValueError(
+            f"{where}: compression works with communication='neighbor' and style='atc' (CHOCO "
+            f"mixing); got communication={communication!r}, style={style!r}.")
+    if consensus_step is None:
+        raise ValueError(f"{where}: a compressor needs consensus_step (CHOCO's gamma in (0, 1], "
+                         "e.g. 0.5 for 8-bit or top-10%, smaller for sparser compressors).")
+    gamma = check_real(consensus_step, "consensus_step", low=0.0, high=1.0, low_open=True,
+                       where=where, example="consensus_step=0.5")
+    return compressor, gamma
 
 
 def check_lr_or_schedule(lr, *, where: str):
@@ -136,6 +173,24 @@ def communicate(x: PyTree, ctx, communication: str, J: int, machine_topology, co
                     lambda v: v, x)
 
 
+def compressed_communicate(half, memory, ctx, compression, J: int, count):
+    """CHOCO's mixing of ``half`` at communication steps (every ``J``-th); returns
+    ``(x, memory)``."""
+    compressor, gamma = compression
+
+    def exchange(args):
+        target, x_hat, s = args
+        return choco_exchange(target, x_hat, s, compressor, ctx, gamma, count, count // J)
+
+    args = (half,) + tuple(memory)
+    if J == 1:
+        x, x_hat, s = exchange(args)
+    else:
+        x, x_hat, s = lax.cond(ctx.comm.uniform((count + 1) % J == 0), exchange,
+                               lambda a: a, args)
+    return x, (x_hat, s)
+
+
 def family_config(name, communication, style, J, machine_topology, extra) -> dict:
     """The ``Algorithm.config`` of a member of the family (JSON-able)."""
     cfg = {"optimizer": name, "communication": communication, "style": style,
@@ -147,36 +202,47 @@ def family_config(name, communication, style, J, machine_topology, extra) -> dic
 
 
 def build(inner: optax.GradientTransformation, *, communication: str, style: str, J: int,
-          machine_topology, stochastic: bool, name: str, where: str, config: dict) -> Algorithm:
+          machine_topology, stochastic: bool, name: str, where: str, config: dict,
+          compression=None) -> Algorithm:
     r"""The :class:`bluefog.Algorithm` of the update in the module docstring (arguments
-    already validated by the public factory ``where``).
+    already validated by the public factory ``where``; ``compression`` is ``None`` or
+    ``(compressor, gamma)``).
 
     ``init`` runs :func:`require_mixing` before the first step.
     """
 
     def init(params, ctx):
         require_mixing(ctx, communication, where)
+        if compression is not None:
+            require_weights(ctx.topology, where, row=True, column=True)
         x = as_float_tree(params)
-        return DecentralizedState(x, inner.init(x), jnp.zeros((), jnp.int32))
+        memory = None
+        if compression is not None:
+            zeros = jax.tree_util.tree_map(jnp.zeros_like, x)
+            memory = (zeros, zeros)
+        return DecentralizedState(x, inner.init(x), jnp.zeros((), jnp.int32), memory)
 
     def step(state, ctx):
-        x, s, t = state
+        x, s, t, memory = state
         g = ctx.stochastic_grad(x, t) if stochastic else ctx.grad(x)
         if communication == "gradient_allreduce":
             g = ctx.comm.allreduce(g)
         u, s = inner.update(g, s, x)
-        if style == "atc":
+        if compression is not None:
+            x, memory = compressed_communicate(optax.apply_updates(x, u), memory, ctx,
+                                               compression, J, t)
+        elif style == "atc":
             x = communicate(optax.apply_updates(x, u), ctx, communication, J, machine_topology, t)
         else:
             x = optax.apply_updates(communicate(x, ctx, communication, J, machine_topology, t), u)
-        return DecentralizedState(x, s, t + 1)
+        return DecentralizedState(x, s, t + 1, memory)
 
     return Algorithm(init, step, lambda state: state.params, name,
                      family_config(name, communication, style, J, machine_topology, config))
 
 
 def sgd_member(lr, beta: float, *, nesterov: bool, communication: str, J: int, machine_topology,
-               stochastic: bool, name: str, where: str) -> Algorithm:
+               stochastic: bool, name: str, where: str, compression=None) -> Algorithm:
     r"""Heavy-ball SGD in the family: :func:`build` around ``optax.sgd(lr, beta, nesterov)``,
 
     .. math:: m_i^{t+1} = \beta m_i^t + g_i^t, \qquad u_i^t = -\gamma\, m_i^{t+1}
@@ -186,6 +252,8 @@ def sgd_member(lr, beta: float, *, nesterov: bool, communication: str, J: int, m
     """
     extra = {"lr": lr if not callable(lr) else "schedule", "momentum": beta,
              "nesterov": nesterov, "stochastic": stochastic}
+    if compression is not None:
+        extra.update(compressor=compression[0].name, consensus_step=compression[1])
     return build(optax.sgd(lr, momentum=beta, nesterov=nesterov), communication=communication,
                  style="atc", J=J, machine_topology=machine_topology, stochastic=stochastic,
-                 name=name, where=where, config=extra)
+                 name=name, where=where, config=extra, compression=compression)

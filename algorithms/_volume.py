@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bluefog.compression import payload_bits
 from bluefog.topology import DynamicTopology, Topology
 from bluefog.topology.hierarchical import lift_machine_topology
 
@@ -27,7 +28,7 @@ def _rounds(topology) -> float:
 
 def communication_bytes_per_step(params: PyTree, *, communication: str, topology=None,
                                  steps_per_communication: int = 1, machine_topology=None,
-                                 local_size: int = 1) -> float:
+                                 local_size: int = 1, compressor=None) -> float:
     r"""Bytes one agent sends per optimizer step (averaged over time).
 
     With :math:`b` the size of one agent's parameters (or gradient) in bytes, :math:`n` the
@@ -43,6 +44,9 @@ def communication_bytes_per_step(params: PyTree, *, communication: str, topology
       agents);
     * ``"none"``: 0.
 
+    With a ``compressor`` (``"neighbor"`` only), :math:`b` is the payload instead:
+    :math:`\sum_\ell` :func:`bluefog.compression.payload_bits` of leaf :math:`\ell` / 8.
+
     Parameters
     ----------
     params : pytree
@@ -54,6 +58,8 @@ def communication_bytes_per_step(params: PyTree, *, communication: str, topology
         ``"gradient_allreduce"``, which read ``n`` from it).
     steps_per_communication, machine_topology, local_size
         As in :func:`algorithms.optim.decentralized` / the runner.
+    compressor : bluefog.compression.Compressor, optional
+        The compressor of compressed (CHOCO) mixing.
 
     Returns
     -------
@@ -82,6 +88,9 @@ def communication_bytes_per_step(params: PyTree, *, communication: str, topology
             "topology, e.g. topology=exponential_graph(8)."
         )
     if communication == "neighbor":
+        if compressor is not None:
+            b = sum(payload_bits(compressor, int(np.size(leaf)), jnp.result_type(leaf)) / 8
+                    for leaf in jax.tree_util.tree_leaves(params))
         return _rounds(topology) * b / J
     n = topology.size
     return 2.0 * (n - 1) / n * b / J

@@ -63,7 +63,8 @@ from bluefog.validation import check_bool, check_choice, check_unit_interval
 
 from ._common import as_float_tree
 from ._decentralized import (COMMUNICATIONS, STYLES, DecentralizedState, build,
-                             check_communication, check_lr_or_schedule, communicate,
+                             check_communication, check_compression, check_lr_or_schedule,
+                             communicate,
                              family_config, require_mixing, sgd_member)
 from ._volume import communication_bytes_per_step
 
@@ -103,7 +104,8 @@ class QGMomentumState(NamedTuple):
 def decentralized(inner: optax.GradientTransformation, *, communication: str = "neighbor",
                   style: str = "atc", steps_per_communication: int = 1,
                   machine_topology=None, name: str | None = None,
-                  config: dict | None = None) -> Algorithm:
+                  config: dict | None = None, compressor=None,
+                  consensus_step: float | None = None) -> Algorithm:
     r"""Wrap an optax transformation as a decentralized optimizer (ATC or AWC).
 
     One step of agent :math:`i` (see the module docstring for :math:`\mathcal C`):
@@ -147,6 +149,16 @@ def decentralized(inner: optax.GradientTransformation, *, communication: str = "
     config : dict, optional
         Extra JSON-able hyper-parameters recorded in ``Algorithm.config`` (e.g. the inner
         optimizer's name and learning rate, which optax objects do not expose).
+    compressor : bluefog.compression.Compressor, optional
+        Compressed communication (``communication="neighbor"``, ``style="atc"``): the mixing
+        step becomes CHOCO's (Koloskova, Stich & Jaggi, ICML 2019),
+        :math:`x_i^{t+1} = h_i + \gamma(s_i - \hat x_i)` with :math:`h_i = x_i^t + u_i`,
+        :math:`\hat x_i \mathrel{+}= \hat q_i`, :math:`s_i \mathrel{+}= \sum_j W_{ij}\hat q_j`
+        and :math:`\hat q_i = \mathcal D(\mathcal C(h_i - \hat x_i))`: only payloads cross the
+        wire. Needs a doubly stochastic ``W``.
+    consensus_step : float in (0, 1], required with ``compressor``
+        CHOCO's :math:`\gamma` (e.g. 0.5 for 8-bit or top-10%, smaller for sparser
+        compressors).
 
     Returns
     -------
@@ -172,14 +184,20 @@ def decentralized(inner: optax.GradientTransformation, *, communication: str = "
         )
     if name is not None and not isinstance(name, str):
         raise TypeError(f"decentralized: name must be a str; got {type(name).__name__}.")
-    name = name or f"{style}-{communication}"
+    compression = check_compression(compressor, consensus_step, communication, style,
+                                    where="decentralized")
+    name = name or f"{style}-{communication}" + ("-choco" if compression else "")
+    config = dict(config or {})
+    if compression:
+        config.update(compressor=compressor.name, consensus_step=compression[1])
     return build(inner, communication=communication, style=style, J=J,
                  machine_topology=machine_topology, stochastic=True, name=name,
-                 where="decentralized", config=config or {})
+                 where="decentralized", config=config, compression=compression)
 
 
 def dmsgd(lr, momentum: float = 0.9, *, nesterov: bool = False, communication: str = "neighbor",
-          steps_per_communication: int = 1, machine_topology=None) -> Algorithm:
+          steps_per_communication: int = 1, machine_topology=None, compressor=None,
+          consensus_step: float | None = None) -> Algorithm:
     r"""Decentralized momentum SGD (DmSGD), adapt-then-combine.
 
     .. math::
@@ -205,6 +223,8 @@ def dmsgd(lr, momentum: float = 0.9, *, nesterov: bool = False, communication: s
     nesterov : bool
     communication, steps_per_communication, machine_topology
         As in :func:`decentralized`.
+    compressor, consensus_step
+        Compressed (CHOCO) mixing, as in :func:`decentralized`.
 
     Returns
     -------
@@ -221,9 +241,12 @@ def dmsgd(lr, momentum: float = 0.9, *, nesterov: bool = False, communication: s
     nesterov = check_bool(nesterov, "nesterov", where="dmsgd")
     communication, J = check_communication(communication, steps_per_communication,
                                            machine_topology, where="dmsgd")
+    compression = check_compression(compressor, consensus_step, communication, "atc",
+                                    where="dmsgd")
     return sgd_member(lr, beta, nesterov=nesterov, communication=communication, J=J,
-                      machine_topology=machine_topology, stochastic=True, name="dmsgd",
-                      where="dmsgd")
+                      machine_topology=machine_topology, stochastic=True,
+                      name="dmsgd" + ("-choco" if compression else ""), where="dmsgd",
+                      compression=compression)
 
 
 def qg_dsgdm(lr, momentum: float = 0.9, *, communication: str = "neighbor",

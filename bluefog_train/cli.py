@@ -63,6 +63,13 @@ def _groups_model(p) -> None:
                    help="agents per machine (hierarchical communication)")
     g.add_argument("--machine-topology", choices=TOPOLOGIES, default="exponential",
                    help="topology over machines for --communication hierarchical")
+    g.add_argument("--compress", default=None, metavar="SPEC",
+                   help="compressed CHOCO mixing: topk:R, randomk:R, int8[:B], int4[:B], "
+                        "qsgd[:S], sign, bf16, fp16, or stages joined by + (topk:0.01+int8); "
+                        "needs --communication neighbor, --style atc")
+    g.add_argument("--consensus-step", type=float, default=0.5,
+                   help="CHOCO's gamma in (0, 1] with --compress (smaller for sparser "
+                        "compressors, e.g. 0.05 for topk:0.01)")
     g = p.add_argument_group("optimizer")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default="dmsgd", help="local optimizer")
     g.add_argument("--lr", type=float, default=0.1, help="step size (positive, finite)")

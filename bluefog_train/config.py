@@ -73,6 +73,24 @@ def _check_reals(cfg: dict) -> None:
     cfg["l2"] = check_real(cfg["l2"], "--l2", low=0.0, example="--l2 1e-4 (or 0: no decay)")
     cfg["alpha"] = check_real(cfg["alpha"], "--alpha", low=0.0, low_open=True,
                               example="--alpha 0.5")
+    cfg["consensus_step"] = check_real(cfg["consensus_step"], "--consensus-step", low=0.0,
+                                       high=1.0, low_open=True, example="--consensus-step 0.5")
+
+
+def _check_compression(cfg: dict) -> None:
+    """``--compress`` must parse and fit the optimizer (CHOCO: neighbor, ATC)."""
+    if not cfg["compress"]:
+        return
+    from bluefog.compression import parse
+
+    parse(cfg["compress"])  # refuses a bad specification with the grammar
+    if cfg["communication"] != "neighbor" or cfg["style"] != "atc":
+        raise ValueError(
+            "--compress needs --communication neighbor and --style atc (CHOCO mixing); got "
+            f"--communication {cfg['communication']} --style {cfg['style']}.")
+    if cfg["optimizer"] == "qg_dsgdm":
+        raise ValueError("--compress works with --optimizer sgd, dmsgd, nesterov or adam; got "
+                         "--optimizer qg_dsgdm.")
 
 
 def validate_config(cfg: dict) -> dict:
@@ -92,8 +110,11 @@ def validate_config(cfg: dict) -> dict:
     cfg = dict(cfg)
     cfg.setdefault("overwrite", False)
     cfg.setdefault("allow_nonfinite", False)
+    cfg.setdefault("compress", None)
+    cfg.setdefault("consensus_step", 0.5)
     _check_ints(cfg)
     _check_reals(cfg)
+    _check_compression(cfg)
     if (cfg["checkpoint_every"] or cfg["resume"]) and not cfg["checkpoint_dir"]:
         raise ValueError("--checkpoint-every and --resume need --checkpoint-dir DIR.")
     cfg["record_every_derived"] = cfg["record_every"] is None

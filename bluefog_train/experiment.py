@@ -67,6 +67,13 @@ def make_topology(name: str, n: int, seed: int = 0):
     return factory(n)
 
 
+def parse_compressor(spec: str):
+    """The compressor of ``--compress SPEC`` (:func:`bluefog.compression.parse`)."""
+    from bluefog.compression import parse
+
+    return parse(spec)
+
+
 def make_optimizer(cfg: dict, machine_topology):
     r"""The decentralized optimizer named by ``cfg["optimizer"]`` (one of :data:`OPTIMIZERS`).
 
@@ -76,7 +83,9 @@ def make_optimizer(cfg: dict, machine_topology):
     w_{ij} x_j + u_i`); ATC ``dmsgd``/``nesterov`` use :func:`algorithms.optim.dmsgd`
     (Ying et al., BlueFog, arXiv:2111.04287, "DmSGD"); ``qg_dsgdm`` is quasi-global
     momentum (Lin et al., ICML 2021, Alg. 1). ``machine_topology`` is the topology over
-    machines for ``communication="hierarchical"`` (else ``None``).
+    machines for ``communication="hierarchical"`` (else ``None``). With ``cfg["compress"]``
+    (``--compress topk:0.01``) the mixing is CHOCO's with consensus step
+    ``cfg["consensus_step"]`` and only compressed payloads are exchanged.
     """
     import optax
 
@@ -86,16 +95,22 @@ def make_optimizer(cfg: dict, machine_topology):
                   steps_per_communication=cfg["steps_per_communication"],
                   machine_topology=machine_topology)
     name, lr, beta = cfg["optimizer"], cfg["lr"], cfg["momentum"]
+    compression = {}
+    if cfg.get("compress"):  # checked by bluefog_train.config.validate_config
+        compression = dict(compressor=parse_compressor(cfg["compress"]),
+                           consensus_step=cfg["consensus_step"])
     if name == "qg_dsgdm":
         return qg_dsgdm(lr, beta, **common)
     if name in ("dmsgd", "nesterov") and cfg["style"] == "atc":
-        return dmsgd(lr, beta, nesterov=name == "nesterov", **common)
+        return dmsgd(lr, beta, nesterov=name == "nesterov", **common, **compression)
     inner = {"sgd": lambda: optax.sgd(lr),
              "dmsgd": lambda: optax.sgd(lr, momentum=beta),
              "nesterov": lambda: optax.sgd(lr, momentum=beta, nesterov=True),
              "adam": lambda: optax.adam(lr)}[name]()
-    return decentralized(inner, style=cfg["style"], name=f"{cfg['style']}-{name}",
-                         config={"inner": name, "lr": lr, "momentum": beta}, **common)
+    return decentralized(inner, style=cfg["style"],
+                         name=f"{cfg['style']}-{name}" + ("-choco" if compression else ""),
+                         config={"inner": name, "lr": lr, "momentum": beta}, **common,
+                         **compression)
 
 
 def _split_test(X_test, y_test, n: int):
@@ -199,7 +214,8 @@ def make_experiment(cfg: dict) -> dict:
     bytes_per_step = communication_bytes_per_step(
         problem.init_params, communication=cfg["communication"], topology=topology,
         steps_per_communication=cfg["steps_per_communication"], machine_topology=machine,
-        local_size=L)
+        local_size=L,
+        compressor=parse_compressor(cfg["compress"]) if cfg.get("compress") else None)
     metrics = classification_metrics(model, X_te, y_te, n, agent_accuracy=cfg["track_agents"])
     return {"problem": problem, "topology": topology, "algorithm": algorithm, "metrics": metrics,
             "model": model, "bytes_per_step": bytes_per_step, "test": (X_te, y_te),

@@ -135,3 +135,26 @@ def test_error_feedback_loses_nothing():
 def test_bad_arguments(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+@pytest.mark.parametrize("spec,name", [
+    ("topk:0.01", "top_k(0.01)"), ("randomk:0.1", "random_k(0.1)"),
+    ("int8", "blockwise(8 bits, block=256)"), ("int4:64", "blockwise(4 bits, block=64)"),
+    ("qsgd", "qsgd(16)"), ("sign", "scaled_sign()"), ("bf16", "cast(bfloat16)"),
+    ("topk:0.01+int8", "top_k(0.01)>blockwise(8 bits, block=256)"),
+])
+def test_parse(spec, name):
+    assert C.parse(spec).name == name
+
+
+@pytest.mark.parametrize("spec,exc,match", [
+    ("zip", ValueError, r"parse: unknown compressor 'zip' in 'zip'; expected one of topk"),
+    ("topk", ValueError, r"parse: 'topk' needs its ratio, e.g. 'topk:0.01'"),
+    ("topk:x", ValueError, r"parse: the argument of 'topk:x' must be a number"),
+    ("topk:0", ValueError, r"top_k: ratio must be a finite real number in \(0, 1\]"),
+    ("sign:2", ValueError, r"parse: 'sign' takes no argument"),
+    ("", TypeError, r"parse: spec must be a non-empty str"),
+])
+def test_parse_refuses(spec, exc, match):
+    with pytest.raises(exc, match=match):
+        C.parse(spec)
