@@ -2,11 +2,14 @@
 
 Every factory returns a :class:`bluefog.Algorithm` (pure ``init``/``step``/``params``) that
 runs unchanged in the simulator (:func:`bluefog_sim.run`) and under MPI
-(:func:`bluefog_dist.run`). :data:`REGISTRY` maps each name to its factory.
+(:func:`bluefog_dist.run`). :data:`REGISTRY` maps each name to its factory; :data:`COMPRESSED_REGISTRY` does the same for
+the methods built for compressed communication (CHOCO and the naive baselines).
 """
 
 from . import problems
-from .optim import decentralized, dmsgd, qg_dsgdm  # decentralized optax optimizers (issue 5)
+from .optim import decentralized, dmsgd, qg_dsgdm  # decentralized optax optimizers
+from ._choco import (ChocoState, CompressedDGDState, choco_gossip, choco_sgd, compressed_dgd,
+                     compressed_gossip)
 from ._consensus import ConsensusState, PushSumState, consensus, push_sum
 from ._dgd import DGDState, dgd, diffusion
 from ._dsgd import SGDState, dsgd, gradient_allreduce
@@ -15,7 +18,8 @@ from ._extra import ExtraState, extra
 from ._gradient_tracking import (GradientTrackingState, PushDIGingState, gradient_tracking,
                                 push_diging)
 
-#: Name -> factory of every algorithm in the library.
+#: Name -> factory of every uncompressed algorithm (each takes ``lr``, or nothing for the
+#: consensus methods).
 REGISTRY = {
     "consensus": consensus,
     "push_sum": push_sum,
@@ -30,8 +34,18 @@ REGISTRY = {
     "gradient_allreduce": gradient_allreduce,
 }
 
+#: Name -> factory of the methods for compressed communication (each takes a
+#: :class:`bluefog.compression.Compressor`; see :mod:`algorithms._choco`).
+COMPRESSED_REGISTRY = {
+    "choco_gossip": choco_gossip,
+    "choco_sgd": choco_sgd,
+    "compressed_gossip": compressed_gossip,
+    "compressed_dgd": compressed_dgd,
+}
+
 __all__ = [
     "REGISTRY",
+    "COMPRESSED_REGISTRY",
     "problems",
     "consensus",
     "push_sum",
@@ -47,6 +61,12 @@ __all__ = [
     "decentralized",
     "dmsgd",
     "qg_dsgdm",
+    "choco_gossip",
+    "choco_sgd",
+    "compressed_gossip",
+    "compressed_dgd",
+    "ChocoState",
+    "CompressedDGDState",
     "ConsensusState",
     "PushSumState",
     "DGDState",

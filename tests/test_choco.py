@@ -13,7 +13,7 @@ import pytest
 import bluefog_sim
 from algorithms import dgd
 from algorithms import problems as P
-from algorithms._choco import choco_gossip, choco_sgd, compressed_dgd, compressed_gossip
+from algorithms import choco_gossip, choco_sgd, compressed_dgd, compressed_gossip
 from bluefog import compression as C
 from bluefog import topology as T
 

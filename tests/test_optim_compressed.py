@@ -13,7 +13,7 @@ import pytest
 import bluefog_sim
 from algorithms import optim
 from algorithms import problems as P
-from algorithms._choco import choco_sgd
+from algorithms import choco_sgd
 from bluefog import compression as C
 from bluefog import topology as T
 

@@ -70,7 +70,7 @@ ALGORITHMS = [
 ]
 
 def _choco_sgd():
-    from algorithms._choco import choco_sgd
+    from algorithms import choco_sgd
     from bluefog.compression import top_k
 
     return choco_sgd(0.05, top_k(0.5), 0.3)  # k = 2 of 3 coordinates on the wire
