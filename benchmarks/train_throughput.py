@@ -194,7 +194,7 @@ def _fmt_sim(times):
     return "\n".join(rows)
 
 
-def main(argv=None):
+def _parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--agents", type=int, default=64)
     p.add_argument("--K", type=int, default=200, help="steps per timed call")
@@ -206,7 +206,43 @@ def main(argv=None):
     p.add_argument("--markdown", default=None, help="also write the tables to this file")
     p.add_argument("--json", default=None)
     p.add_argument("--mpi-worker", action="store_true", help=argparse.SUPPRESS)
-    a = p.parse_args(argv)
+    return p
+
+
+def _mpi_section(a, t, record) -> list:
+    """Measured rows only: each MPI row is k processes, one agent each (no extrapolation to
+    other agent counts)."""
+    ranks = [int(k) for k in a.mpi.split(",")]
+    m = mpi_throughput(ranks, max(20, a.K // 4), max(3, a.reps // 2), a.batch_size)
+    record["mpi_us_per_step"] = m
+    rows = ["| backend | agents | us/step, exponential (min) | us/step, no comm (min) |",
+            "|---|---|---|---|",
+            f"| simulator | {a.agents} | {min(t['exponential']):.0f} | {min(t['none']):.0f} |"]
+    for k, v in m.items():
+        rows.append(f"| mpiexec -n {k} | {k} | {min(v['exponential']):.0f} | "
+                    f"{min(v['none']):.0f} |")
+    return ["**One MPI process per agent** (processes time-share the cores):", "", *rows, ""]
+
+
+def _accuracy_section(a, record) -> list:
+    acc = accuracy_study(tuple(range(a.seeds)), agents=a.agents)
+    record["accuracy"] = {f"{s} | {m}": v for (s, m), v in acc.items()}
+    rows = ["| split | method | test acc. of averaged model (mean over seeds) | per seed | "
+            "mean agent acc. |", "|---|---|---|---|---|"]
+    for (s, m), (accs, am) in acc.items():
+        rows.append(f"| {s} | {m} | {100 * np.mean(accs):.2f}% | "
+                    f"{', '.join(f'{100 * x:.1f}' for x in accs)} | {100 * np.mean(am):.2f}% |")
+    return [f"**Accuracy**, {a.agents} agents, 1000 steps, lr 0.1, momentum 0.9, batch 16/agent, "
+            f"seeds 0..{a.seeds - 1}:", "", *rows, ""]
+
+
+def _printed(lines: list) -> list:
+    print("\n".join(lines), flush=True)
+    return lines
+
+
+def main(argv=None):
+    a = _parser().parse_args(argv)
     if a.mpi_worker:
         mpi_worker(a.K, a.reps, a.batch_size)
         return 0
@@ -226,35 +262,9 @@ def main(argv=None):
            f"{e2e['exponential']['us_per_step'] / e2e['none']['us_per_step']:.2f}).", ""]
     print("\n".join(md), flush=True)
     if a.mpi:
-        ranks = [int(k) for k in a.mpi.split(",")]
-        m = mpi_throughput(ranks, max(20, a.K // 4), max(3, a.reps // 2), a.batch_size)
-        record["mpi_us_per_step"] = m
-        sim_ex = min(t["exponential"])
-        rows = ["| backend | agents | us/step (min) | extrapolated to 64 agents, us/step | vs simulator |",
-                "|---|---|---|---|---|",
-                f"| simulator | {a.agents} | {sim_ex:.0f} | {sim_ex * 64 / a.agents:.0f} | 1.0 |"]
-        for k, v in m.items():
-            ex = min(v["exponential"])
-            rows.append(f"| mpiexec -n {k} (exponential) | {k} | {ex:.0f} | {ex * 64 / k:.0f} | "
-                        f"{ex * 64 / k / (sim_ex * 64 / a.agents):.0f}x slower |")
-            rows.append(f"| mpiexec -n {k} (no comm) | {k} | {min(v['none']):.0f} | "
-                        f"{min(v['none']) * 64 / k:.0f} | |")
-        md2 = ["**One MPI process per agent** (`t_k * 64 / k`: processes time-share the cores):",
-               "", *rows, ""]
-        print("\n".join(md2), flush=True)
-        md += md2
+        md += _printed(_mpi_section(a, t, record))
     if a.accuracy:
-        acc = accuracy_study(tuple(range(a.seeds)), agents=a.agents)
-        record["accuracy"] = {f"{s} | {m}": v for (s, m), v in acc.items()}
-        rows = ["| split | method | test acc. of averaged model (mean over seeds) | per seed | "
-                "mean agent acc. |", "|---|---|---|---|---|"]
-        for (s, m), (accs, am) in acc.items():
-            rows.append(f"| {s} | {m} | {100 * np.mean(accs):.2f}% | "
-                        f"{', '.join(f'{100 * x:.1f}' for x in accs)} | {100 * np.mean(am):.2f}% |")
-        md3 = [f"**Accuracy**, {a.agents} agents, 1000 steps, lr 0.1, momentum 0.9, batch 16/agent, "
-               f"seeds 0..{a.seeds - 1}:", "", *rows, ""]
-        print("\n".join(md3), flush=True)
-        md += md3
+        md += _printed(_accuracy_section(a, record))
     load = os.getloadavg()
     md.append(f"Load average at the end: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}.")
     record["load_end"] = load
