@@ -25,9 +25,11 @@ RUNTIME_KEYS = ("steps", "resume", "out", "plot", "progress", "checkpoint_dir",
 def resume_key(cfg: dict) -> dict:
     """The part of ``cfg`` a checkpoint records and a resumed run must match.
 
-    All options except :data:`RUNTIME_KEYS`, sorted by name.
+    All options except :data:`RUNTIME_KEYS`, sorted by name; ``consensus_step`` only with
+    ``compress`` (it has no effect without it).
     """
-    return {k: v for k, v in sorted(cfg.items()) if k not in RUNTIME_KEYS}
+    unused = () if cfg.get("compress") else ("consensus_step",)
+    return {k: v for k, v in sorted(cfg.items()) if k not in RUNTIME_KEYS + unused}
 
 
 def default_record_every(steps: int, checkpoint_every: int = 0) -> int:
