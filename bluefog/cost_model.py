@@ -16,7 +16,7 @@ ring allreduce                 :math:`2(n-1)\,\alpha + 2\frac{n-1}{n}\, m\,\beta
                                Gropp 2005, Patarasuk & Yuan 2009)
 recursive-doubling allreduce   :math:`\lceil\log_2 n\rceil\,(\alpha + m\beta)`
                                (short messages in MPICH; Thakur et al. 2005)
-neighbour exchange, schedule   :math:`R\,(\alpha + m\beta)` for a schedule of :math:`R`
+neighbor exchange, schedule    :math:`R\,(\alpha + m\beta)` for a schedule of :math:`R`
 of :math:`R` rounds            rounds of full permutations
 static exponential graph       :math:`\lceil\log_2 n\rceil\,(\alpha + m\beta)`
 one-peer exponential graph     :math:`\alpha + m\beta`

@@ -113,7 +113,7 @@ def test_bfrun_launches_ranks_with_timeline(tmp_path):
     proc = subprocess.run(BFRUN + ["-np", "2", "--timeline", str(prefix), str(script)],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    # ring of 2: W = [[1/3, 2/3], [2/3, 1/3]] (both neighbours are the same agent)
+    # ring of 2: W = [[1/3, 2/3], [2/3, 1/3]] (both neighbors are the same agent)
     for r in range(2):
         assert f"rank {r} of 2: mean=0.5" in proc.stdout
         events = json.load(open(Path(f"{prefix}{r}.json")))["traceEvents"]
