@@ -163,7 +163,7 @@ def mpi_text(data, pingpong, ranks: int) -> str:
     alpha-beta prediction fitted to a separate raw ping-pong run."""
     if isinstance(data, str):
         return f"**MPI**: not measured ({data})."
-    from cost_report import fit_from
+    from .cost_report import fit_from
 
     from bluefog.cost_model import exponential_exchange_time
 
