@@ -94,10 +94,17 @@ def _choco_communicate(state: ChocoState, target, compressor, ctx, gamma):
     return ChocoState(x, x_hat, s, state.count + 1)
 
 
-def _init(params, where):
-    x = as_float_tree(params)
-    zeros = jax.tree_util.tree_map(lambda a: a * 0, x)
-    return ChocoState(x, zeros, zeros, zero_count())
+def _choco_init(where: str):
+    """``init`` of the CHOCO methods: a doubly stochastic ``W`` (checked before the first
+    step), public copy and neighbor sum start at zero."""
+
+    def init(params, ctx) -> ChocoState:
+        require_weights(ctx.topology, where, row=True, column=True)
+        x = as_float_tree(params)
+        zeros = jax.tree_util.tree_map(lambda a: a * 0, x)
+        return ChocoState(x, zeros, zeros, zero_count())
+
+    return init
 
 
 def choco_gossip(compressor: Compressor, gamma: float) -> Algorithm:
@@ -123,9 +130,7 @@ def choco_gossip(compressor: Compressor, gamma: float) -> Algorithm:
     gamma = check_real(gamma, "gamma", low=0.0, high=1.0, low_open=True, where="choco_gossip",
                        example="choco_gossip(top_k(0.1), gamma=0.4)")
 
-    def init(params, ctx) -> ChocoState:
-        require_weights(ctx.topology, "choco_gossip", row=True, column=True)
-        return _init(params, "choco_gossip")
+    init = _choco_init("choco_gossip")
 
     def step(state: ChocoState, ctx) -> ChocoState:
         return _choco_communicate(state, state.x, compressor, ctx, gamma)
@@ -159,9 +164,7 @@ def choco_sgd(lr: float, compressor: Compressor, gamma: float) -> Algorithm:
     gamma = check_real(gamma, "gamma", low=0.0, high=1.0, low_open=True, where="choco_sgd",
                        example="choco_sgd(0.05, top_k(0.1), gamma=0.4)")
 
-    def init(params, ctx) -> ChocoState:
-        require_weights(ctx.topology, "choco_sgd", row=True, column=True)
-        return _init(params, "choco_sgd")
+    init = _choco_init("choco_sgd")
 
     def step(state: ChocoState, ctx) -> ChocoState:
         half = tree_axpy(-lr, ctx.stochastic_grad(state.x, state.count), state.x)
