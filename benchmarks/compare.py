@@ -242,7 +242,7 @@ def write_readme(text: str, path: str, begin: str = BEGIN, end: str = END) -> No
 
 def mixing_text(repeats: int) -> str:
     """The mixing-scaling table (:mod:`mixing_scaling`) with its fitted exponents."""
-    import mixing_scaling as ms
+    from . import mixing_scaling as ms
 
     load = machine_load()
     rows = [ms.measure(n, d, repeats=repeats) for n, d in ms.FULL_GRID]
