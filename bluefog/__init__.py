@@ -1,5 +1,5 @@
 """bluefog: the shared core of bluefog-jax (topologies, schedules, the Communicator
-protocol, the algorithm/problem interfaces and the loop driver). No backend code here."""
+protocol, the algorithm/problem interfaces, the engine and compression). No backend code here."""
 
 from . import topology
 from .algorithm import AgentContext, Algorithm, Problem
