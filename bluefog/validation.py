@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from numbers import Real
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -206,11 +206,3 @@ def check_callable(value, name: str, signature: str, *, where: str | None = None
         )
     return value
 
-
-def describe(value: Any) -> str:
-    """A short description of ``value`` for error messages (type and shape/dtype)."""
-    shape = getattr(value, "shape", None)
-    dtype = getattr(value, "dtype", None)
-    if shape is not None and dtype is not None:
-        return f"{type(value).__name__} of shape {tuple(shape)} and dtype {dtype}"
-    return f"{type(value).__name__} {value!r}"

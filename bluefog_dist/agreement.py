@@ -20,6 +20,8 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
+from bluefog.engine.inputs import describe_tree  # noqa: F401  (re-exported; one definition)
+
 __all__ = ["AgreementError", "agree", "describe_tree", "fingerprint_value"]
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]+")  # object addresses differ between processes
@@ -59,13 +61,6 @@ def fingerprint_value(value: Any) -> str:
 
     feed(value)
     return h.hexdigest()[:16]
-
-
-def describe_tree(tree) -> str:
-    """``shape/dtype`` summary of a pytree, e.g. ``"[(3,):float32, (2, 2):float32]"``."""
-    leaves = jax.tree_util.tree_leaves(tree)
-    return "[" + ", ".join(f"{tuple(np.shape(x))}:{getattr(x, 'dtype', None) or np.asarray(x).dtype}"
-                           for x in leaves) + "]"
 
 
 def _short(text: str, limit: int = 120) -> str:

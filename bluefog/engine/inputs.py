@@ -20,7 +20,7 @@ from ..topology import DynamicTopology, Topology
 from ..validation import (check_callable, check_choice, check_optional_bool, check_positive_int,
                           check_seed, check_steps)
 
-__all__ = ["RunArguments", "check_run_arguments", "agent_key", "NONFINITE_MODES"]
+__all__ = ["RunArguments", "check_run_arguments", "agent_key", "describe_tree", "NONFINITE_MODES"]
 
 #: Accepted values of ``on_nonfinite``.
 NONFINITE_MODES = ("raise", "continue")
@@ -48,7 +48,15 @@ def agent_key(seed: int, agent) -> jax.Array:
     return jax.random.fold_in(jax.random.PRNGKey(seed), jnp.asarray(agent, jnp.uint32))
 
 
-def _check_objects(algorithm, problem, topology, n_agents: int | None) -> None:
+def describe_tree(tree) -> str:
+    """``shape/dtype`` summary of a pytree, e.g. ``"[(3,):float32, (2, 2):float32]"`` (the
+    MPI start-up agreement compares it across ranks)."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    return "[" + ", ".join(f"{tuple(np.shape(x))}:{getattr(x, 'dtype', None) or np.asarray(x).dtype}"
+                           for x in leaves) + "]"
+
+
+def _check_objects(algorithm, problem, topology) -> None:
     if not isinstance(algorithm, Algorithm):
         raise TypeError(
             f"algorithm must be a bluefog Algorithm (e.g. algorithms.dgd(lr=0.1)); got "
@@ -139,7 +147,7 @@ def check_run_arguments(algorithm, problem, topology, steps, *, seed, x0, state,
     TypeError, ValueError
         Naming the argument, what was expected, what was received and the fix.
     """
-    _check_objects(algorithm, problem, topology, None)
+    _check_objects(algorithm, problem, topology)
     steps = check_steps(steps)
     seed = check_seed(seed)
     record_every = _check_record_every(record_every, steps)

@@ -21,17 +21,12 @@ import numpy as np
 from ..algorithm import AgentContext
 from .errors import NonFiniteError
 from .inputs import (check_metric_shapes, check_run_arguments, check_state_matches,
-                     describe_metrics_fn)
+                     describe_metrics_fn, describe_tree)
 from .plan import plan_run
 from .program import make_segment, record
 from .result import RunResult
 
 __all__ = ["execute"]
-
-
-def _describe_tree(tree) -> str:
-    return "[" + ", ".join(f"{tuple(np.shape(x))}:{getattr(x, 'dtype', np.asarray(x).dtype)}"
-                           for x in jax.tree_util.tree_leaves(tree)) + "]"
 
 
 def _agreement_fields(args, algorithm, problem, topology, x0, state, backend) -> dict:
@@ -42,10 +37,10 @@ def _agreement_fields(args, algorithm, problem, topology, x0, state, backend) ->
         "topology": f"{topology.name} {topology.fingerprint}",
         "algorithm": f"{algorithm.name} {algorithm.config!r}",
         "problem": f"{problem.name} {problem.config!r}",
-        "data": _describe_tree(problem.data),
+        "data": describe_tree(problem.data),
         "init_params": problem.init_params,
         "x0": "none" if x0 is None else x0,
-        "state": "none" if state is None else _describe_tree(state),
+        "state": "none" if state is None else describe_tree(state),
         "steps": args.steps,
         "seed": args.seed,
         "record_every": args.record_every,
