@@ -181,6 +181,22 @@ class CompressedDGDState(NamedTuple):
     count: jax.Array
 
 
+def _compressed_init(where: str):
+    """``init`` of the naive baselines: a row-stochastic ``W``, the iterate, the counter."""
+
+    def init(params, ctx) -> CompressedDGDState:
+        require_weights(ctx.topology, where, row=True)
+        return CompressedDGDState(as_float_tree(params), zero_count())
+
+    return init
+
+
+def _compressed_mix(state: CompressedDGDState, compressor: Compressor, ctx):
+    r""":math:`\sum_j W_{ij}\,\mathcal D(\mathcal C(x_j))` with this step's key."""
+    return ctx.comm.neighbor_allreduce(state.x, ctx.topology, state.count,
+                                       compressor=compressor, key=_step_key(ctx, state.count))
+
+
 def compressed_dgd(lr: float, compressor: Compressor) -> Algorithm:
     r"""Naive compressed DGD, the baseline that shows why CHOCO is needed.
 
@@ -193,13 +209,10 @@ def compressed_dgd(lr: float, compressor: Compressor) -> Algorithm:
     lr = check_positive_float(lr, "lr", where="compressed_dgd")
     compressor = _check_compressor(compressor, "compressed_dgd")
 
-    def init(params, ctx) -> CompressedDGDState:
-        require_weights(ctx.topology, "compressed_dgd", row=True)
-        return CompressedDGDState(as_float_tree(params), zero_count())
+    init = _compressed_init("compressed_dgd")
 
     def step(state: CompressedDGDState, ctx) -> CompressedDGDState:
-        mixed = ctx.comm.neighbor_allreduce(state.x, ctx.topology, state.count,
-                                            compressor=compressor, key=_step_key(ctx, state.count))
+        mixed = _compressed_mix(state, compressor, ctx)
         x = tree_axpy(-lr, ctx.stochastic_grad(state.x, state.count), mixed)
         return CompressedDGDState(x, state.count + 1)
 
@@ -217,14 +230,10 @@ def compressed_gossip(compressor: Compressor) -> Algorithm:
     """
     compressor = _check_compressor(compressor, "compressed_gossip")
 
-    def init(params, ctx) -> CompressedDGDState:
-        require_weights(ctx.topology, "compressed_gossip", row=True)
-        return CompressedDGDState(as_float_tree(params), zero_count())
+    init = _compressed_init("compressed_gossip")
 
     def step(state: CompressedDGDState, ctx) -> CompressedDGDState:
-        x = ctx.comm.neighbor_allreduce(state.x, ctx.topology, state.count,
-                                        compressor=compressor, key=_step_key(ctx, state.count))
-        return CompressedDGDState(x, state.count + 1)
+        return CompressedDGDState(_compressed_mix(state, compressor, ctx), state.count + 1)
 
     return Algorithm(init, step, lambda s: s.x, "compressed_gossip",
                      {"compressor": compressor.name})
