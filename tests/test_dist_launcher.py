@@ -270,6 +270,7 @@ def _start_job(tmp_path, extra=(), preexec=None):
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
+@pytest.mark.timeout(180)  # a job that never starts or never stops fails instead of blocking
 @pytest.mark.parametrize("sig,extra,preexec", [
     (signal.SIGTERM, (), None),
     # started like `nohup bfrun ... &` from a script: SIGINT ignored, SIGHUP forwarded as TERM
