@@ -1,4 +1,4 @@
-"""bluefog_dist: the MPI backend (mpi4jax), one agent per rank.
+"""bluefog_dist: the MPI backend (mpi4jax), one agent or a block of agents per rank.
 
 ``MpiComm`` implements the Communicator protocol with mpi4jax on a clone of
 ``COMM_WORLD``; ``run`` has the shape of :func:`bluefog_sim.run`; ``bfrun`` (the
@@ -8,10 +8,11 @@ Names are imported lazily so that ``bfrun`` starts without importing JAX or MPI.
 
 from importlib import import_module
 
-__all__ = ["MpiComm", "run", "default_comm", "AgreementError", "agree", "Timeline"]
+__all__ = ["MpiComm", "BlockComm", "run", "default_comm", "AgreementError", "agree", "Timeline"]
 
 _WHERE = {
     "MpiComm": ".comm",
+    "BlockComm": ".block_comm",
     "run": ".runner",
     "default_comm": ".runner",
     "AgreementError": ".agreement",

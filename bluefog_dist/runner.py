@@ -1,8 +1,10 @@
-"""Run an algorithm under MPI, one agent per rank; the same shape as :func:`bluefog_sim.run`.
+"""Run an algorithm under MPI; the same shape as :func:`bluefog_sim.run`.
 
-The loop itself is :func:`bluefog.engine.execute`; this module supplies the MPI adapter
-(:class:`MpiBackend`): rank ``i`` is agent ``i``, host-level agreement and callback outcomes
-travel by ``allgather`` so that an error on one rank is raised on every rank.
+The loop itself is :func:`bluefog.engine.execute`; this module picks the MPI adapter: one
+agent per rank (:class:`~bluefog_dist.mpi_backend.MpiBackend`) or, with
+``agents_per_rank=k``, a contiguous block of ``k`` agents per rank under ``jax.vmap``
+(:class:`~bluefog_dist.block_backend.BlockBackend` over
+:class:`~bluefog_dist.block_comm.BlockComm`).
 """
 
 from __future__ import annotations
@@ -10,17 +12,16 @@ from __future__ import annotations
 import warnings
 from typing import Callable
 
-import jax
-import jax.numpy as jnp
-
 from bluefog.algorithm import Algorithm, Problem
-from bluefog.engine import CallbackError, RunResult, agent_key, execute
+from bluefog.engine import RunResult, execute
+from bluefog.validation import check_positive_int
 
-from . import failfast
-from .agreement import agree
+from .block_backend import BlockBackend
+from .block_comm import BlockComm
 from .comm import MpiComm
+from .mpi_backend import MpiBackend
 
-__all__ = ["run", "default_comm", "MpiBackend"]
+__all__ = ["run", "default_comm"]
 
 _DEFAULT_COMMS: dict = {}
 
@@ -37,70 +38,13 @@ def default_comm(local_size: int | None = None, timeline: str | None = None) -> 
     return _DEFAULT_COMMS[key]
 
 
-class MpiBackend:
-    """The MPI engine adapter (:class:`bluefog.engine.Backend`): this rank is one agent."""
-
-    name = "mpi"
-
-    def __init__(self, comm: MpiComm):
-        failfast.install()  # an uncaught exception on one rank ends the job, never a hang
-        self.comm = comm
-        self.size = comm.size
-        self.rank = comm.rank()
-        self.is_root = self.rank == 0
-
-    def agree(self, fields):
-        agree(self.comm.comm, fields, what="bluefog_dist.run")
-
-    def check_agents(self, topology):
-        if topology.size != self.size:
-            raise ValueError(
-                f"the MPI world size must equal topology.size; got world size {self.size} and "
-                f"topology.size={topology.size}. Launch with bfrun -np {topology.size} (or "
-                f"mpiexec -n {topology.size}), or build the topology for {self.size} agents.")
-
-    def agent_inputs(self, problem, seed):
-        data = jax.tree_util.tree_map(jnp.asarray, problem.agent_data(self.rank))
-        return data, agent_key(seed, self.rank)
-
-    def initial_params(self, x0, problem):
-        if x0 is None:
-            return problem.init_params, None
-        return jax.tree_util.tree_map(lambda a: a[self.rank], x0), None
-
-    def map_agents(self, fn, in_axes):
-        return fn
-
-    def agent_view(self, tree):
-        return tree
-
-    def run_callback(self, fn):
-        error, local = None, None
-        try:
-            fn()
-        except Exception as err:  # noqa: BLE001 - shared with every rank, then re-raised
-            error, local = f"{type(err).__name__}: {err}", err
-        # Collective BEFORE raising: a rank that raised alone would leave the others waiting
-        # in their next exchange.
-        failures = [(r, e) for r, e in enumerate(self.comm.comm.allgather(error)) if e]
-        if failures:
-            raise CallbackError(
-                "on_segment failed on rank(s) " + ", ".join(str(r) for r, _ in failures) + ": "
-                + "; ".join(f"rank {r}: {e}" for r, e in failures), failures) from local
-
-    def finish(self, history):
-        # Metrics are identical on every rank up to MPI_Allreduce's reduction order; rank 0's
-        # copy makes the histories bitwise equal.
-        return self.comm.comm.bcast(history if self.is_root else None, root=0)
-
-
 def run(algorithm: Algorithm, problem: Problem, topology, steps: int, *, seed: int = 0,
         x0=None, record_every: int | None = None, progress: bool | None = None,
         metrics: Callable | None = None, state=None, comm: MpiComm | None = None,
         local_size: int | None = None, timeline: str | None = None,
         segment_every: int | None = None, on_segment: Callable | None = None,
-        on_nonfinite: str = "raise") -> RunResult:
-    """Run ``steps`` iterations of ``algorithm`` with one agent per MPI rank.
+        on_nonfinite: str = "raise", agents_per_rank: int | str | None = None) -> RunResult:
+    """Run ``steps`` iterations of ``algorithm`` with one agent (or a block of agents) per rank.
 
     Call it on every rank with the same arguments (``bfrun -np n python script.py``). Rank
     ``i`` is agent ``i``: it holds only ``problem.agent_data(i)`` on its device and the key
@@ -137,12 +81,22 @@ def run(algorithm: Algorithm, problem: Problem, topology, steps: int, *, seed: i
         As in :func:`bluefog_sim.run`; ``on_segment`` runs on every rank with this rank's
         state, and an exception in it on any rank raises
         :class:`bluefog.engine.CallbackError` on every rank (no rank is left waiting).
+    agents_per_rank : int, "auto" or None
+        ``None`` or 1 (default): rank ``i`` is agent ``i``. ``k > 1``: the hybrid backend,
+        ``n = R k`` agents on ``R`` ranks; rank ``q`` holds the contiguous block of agents
+        ``q k .. q k + k - 1`` (their data, keys and rows of ``x0``) and runs them under
+        ``jax.vmap``; each schedule round is a gather inside the block plus one
+        ``sendrecv`` per peer rank carrying every row that crosses to it
+        (:mod:`bluefog_dist.block_comm`). ``"auto"``: ``k = topology.size / R``. The same
+        algorithm object runs unchanged; the trajectory of agent ``i`` equals row ``i`` of
+        :func:`bluefog_sim.run`.
 
     Returns
     -------
     RunResult
-        ``params`` / ``state`` of this rank's agent; ``history`` identical on every rank
-        (broadcast from rank 0).
+        ``params`` / ``state`` of this rank's agent (stacked ``(k, ...)`` over its block with
+        ``agents_per_rank=k > 1``); ``history`` identical on every rank (broadcast from
+        rank 0).
 
     Reference: Bluefog's ``bfrun`` + ``bf.neighbor_allreduce`` training loop (Ying et al.,
     arXiv:2111.04287, 2021).
@@ -151,15 +105,45 @@ def run(algorithm: Algorithm, problem: Problem, topology, steps: int, *, seed: i
         comm = default_comm(local_size, timeline)
     elif not isinstance(comm, MpiComm):
         raise TypeError(f"comm must be a bluefog_dist.MpiComm or None; got {type(comm).__name__}.")
-    if comm.size == 1:
+    k, error = _agents_per_rank(agents_per_rank, topology, comm.size)
+    if comm.size == 1 and k == 1:
         warnings.warn(
             "bluefog_dist.run: the MPI world size is 1, so a single agent runs. Launch with "
             "`bfrun -np N python script.py` (or mpiexec -n N) to run N agents.",
             RuntimeWarning, stacklevel=2)
-    result = execute(MpiBackend(comm), algorithm, problem, topology, steps, seed=seed, x0=x0,
+    if k == 1 and error is None:
+        backend = MpiBackend(comm)
+    else:
+        backend = BlockBackend(BlockComm(comm, k, local_size=k * _machine_ranks(comm)),
+                               error=error)
+    result = execute(backend, algorithm, problem, topology, steps, seed=seed, x0=x0,
                      record_every=record_every, progress=progress, metrics=metrics,
                      state=state, segment_every=segment_every, on_segment=on_segment,
                      on_nonfinite=on_nonfinite)
     if comm.timeline is not None:
         comm.timeline.flush()
     return result
+
+
+def _machine_ranks(comm: MpiComm) -> int:
+    """Ranks per machine where machines are uniform blocks of ranks, else 1."""
+    return 1 if comm._local_error is not None else comm.local_size
+
+
+def _agents_per_rank(agents_per_rank, topology, world: int):
+    """``(k, error)``: the block size, and a validation error to raise inside the start-up
+    agreement (so that a bad value on one rank raises on every rank, never a hang)."""
+    try:
+        if agents_per_rank is None:
+            return 1, None
+        if agents_per_rank == "auto":
+            n = getattr(topology, "size", None)
+            if not isinstance(n, int) or n % world:
+                raise ValueError(
+                    f"agents_per_rank='auto' needs topology.size to be a multiple of the world "
+                    f"size {world}; got topology.size={n}. Launch a number of ranks that "
+                    f"divides it, or build the topology for a multiple of {world} agents.")
+            return n // world, None
+        return check_positive_int(agents_per_rank, "agents_per_rank", where="bluefog_dist.run"), None
+    except (TypeError, ValueError) as err:
+        return 1, err

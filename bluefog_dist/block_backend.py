@@ -1,0 +1,79 @@
+"""The hybrid engine adapter: a contiguous block of agents per MPI rank, ``vmap`` inside it.
+
+:class:`BlockBackend` is :class:`bluefog.engine.Backend` for :class:`~.block_comm.BlockComm`:
+rank ``q`` loads only the data and keys of its agents ``q k .. q k + k - 1``, lifts every
+per-agent function with ``jax.vmap`` over them (axis name ``comm.axis_name``), and shares
+agreement, callback outcomes and the history with the other ranks exactly as the
+one-agent-per-rank :class:`~.mpi_backend.MpiBackend` does.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bluefog.engine import agent_key
+
+from . import failfast
+from .block_comm import BlockComm
+from .mpi_backend import MpiBackend
+
+__all__ = ["BlockBackend"]
+
+
+class BlockBackend(MpiBackend):
+    """Engine adapter for ``k`` agents per rank (see the module docstring).
+
+    Parameters
+    ----------
+    comm : BlockComm
+    error : Exception, optional
+        A validation error of ``bluefog_dist.run``'s own arguments, raised inside the
+        start-up agreement (so every rank raises it, none is left waiting).
+    """
+
+    name = "mpi-block"
+
+    def __init__(self, comm: BlockComm, error: Exception | None = None):
+        failfast.install()  # an uncaught exception on one rank ends the job, never a hang
+        self.comm = comm
+        self.size = comm.size
+        self.rank = comm.rank_index
+        self.is_root = self.rank == 0
+        self._agents = slice(comm.offset, comm.offset + comm.block)
+        self._error = error
+
+    def check_agents(self, topology):
+        if self._error is not None:
+            raise self._error
+        if topology.size != self.size:
+            ranks, k = self.comm.ranks, self.comm.block
+            raise ValueError(
+                f"topology.size must equal world size x agents_per_rank = {ranks} x {k} = "
+                f"{self.size}; got topology.size={topology.size}. Pass agents_per_rank="
+                f"{topology.size // ranks if topology.size % ranks == 0 else 'n / world size'}"
+                f" (or 'auto'), or build the topology for {self.size} agents.")
+
+    def _own(self, tree):
+        return jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)[self._agents]), tree)
+
+    def agent_inputs(self, problem, seed):
+        agents = jnp.arange(self._agents.start, self._agents.stop, dtype=jnp.uint32)
+        return self._own(problem.data), jax.vmap(lambda i: agent_key(seed, i))(agents)
+
+    def initial_params(self, x0, problem):
+        if x0 is None:
+            return problem.init_params, None
+        return self._own(x0), 0
+
+    def map_agents(self, fn, in_axes):
+        return jax.vmap(fn, in_axes=in_axes, axis_name=self.comm.axis_name)
+
+    def agent_view(self, tree):
+        def first(v):  # identical on every agent; shapes (eval_shape) drop the agent axis
+            if isinstance(v, jax.ShapeDtypeStruct):
+                return jax.ShapeDtypeStruct(v.shape[1:], v.dtype)
+            return v[0]
+
+        return jax.tree_util.tree_map(first, tree)
