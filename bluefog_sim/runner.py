@@ -52,6 +52,8 @@ class SimBackend:
         self.comm = SimComm(size, axis_name=axis_name, local_size=local_size)
         self.size = self.comm.size
         self.axis_name = axis_name
+        #: Compiled programs are shared across runs with equal keys (bluefog.engine.cache).
+        self.cache_key = ("sim", self.size, axis_name, self.comm.local_size)
 
     def agree(self, fields):
         fields()  # one process: validating is agreeing

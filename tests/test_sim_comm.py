@@ -246,15 +246,22 @@ def _switch_branch_counts(fn, *args):
 
 def test_dynamic_topology_executes_one_branch_under_vmap():
     """A batched step counter must not turn lax.switch into 'run every branch and select':
-    the vmapped program keeps one `cond` with `period` branches (whose index is unbatched)."""
+    on a static-peer backend (the switch is what MPI runs; the simulator's default runs
+    patterns as data, tests/test_sim_patterns.py) the vmapped program keeps one `cond` with
+    `period` branches (whose index is unbatched)."""
     n = 8
     d = one_peer_exponential_graph(n)
     x = jnp.ones((n, 2), jnp.float32)
     t = jnp.zeros((n,), jnp.int32)
-    fn = spmd(lambda comm, v, s: comm.neighbor_allreduce(v, d, t=s), n, jit=False)
+
+    class StaticPeers(SimComm):
+        _traced_patterns = False
+
+    comm = StaticPeers(n)
+    fn = jax.vmap(lambda v, s: comm.neighbor_allreduce(v, d, t=s), axis_name=comm.axis_name)
     assert _switch_branch_counts(fn, x, t) == [d.period]
 
-    class NoUniform(SimComm):  # negative control: a backend that forgets to unbatch t
+    class NoUniform(StaticPeers):  # negative control: a backend that forgets to unbatch t
         def _uniform(self, value):
             return value
 

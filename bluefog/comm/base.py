@@ -22,6 +22,7 @@ from . import dynamic
 from .compressed import check_compression_args, compressed_mix
 from .leaves import float_leaves
 from .mixing import uniform_counts
+from .patterns import pattern_tables
 from .protocol import NeighborValues, PyTree
 
 __all__ = ["ScheduleCommunicator"]
@@ -44,6 +45,10 @@ class ScheduleCommunicator:
     #: True where :meth:`rank` is a Python int (one agent per process, e.g. MPI); False
     #: where all agents are traced in one program (the simulator's ``vmap``).
     _static_rank: bool = False
+    #: True where the backend can receive from a traced source (:meth:`_exchange_traced`):
+    #: time-varying topologies then run as data (:mod:`bluefog.comm.patterns`), one
+    #: exchange per round slot, instead of one ``lax.switch`` branch per pattern.
+    _traced_patterns: bool = False
 
     # ---- primitives ---------------------------------------------------------------------
     def rank(self):  # pragma: no cover - abstract
@@ -51,6 +56,10 @@ class ScheduleCommunicator:
 
     def _exchange(self, leaves: list, rnd: Round) -> list:  # pragma: no cover - abstract
         """Return, for this agent ``i``, the leaves held by agent ``rnd.sources[i]``."""
+        raise NotImplementedError
+
+    def _exchange_traced(self, leaves: list, source) -> list:  # pragma: no cover - abstract
+        """Return the leaves of agent ``source`` (a traced int, this agent's source)."""
         raise NotImplementedError
 
     def _sum(self, leaves: list) -> list:  # pragma: no cover - abstract
@@ -116,6 +125,46 @@ class ScheduleCommunicator:
         branches = [partial(lambda p, lv: fn(lv, p), p) for p in patterns]
         return lax.switch(index, branches, leaves)
 
+    def _mix_topology(self, topology, t, leaves: list, op: str) -> list:
+        """This agent's row of ``W(t) @ X``; patterns as data where the backend allows it."""
+        traced = t is not None and not isinstance(t, (int, np.integer))
+        if self._traced_patterns and traced and len(topology.patterns) > 1:
+            return self._mix_tables(pattern_tables(topology), topology.index_traced(t), leaves)
+        return self._select(topology, t, lambda lv, p: self._mix(lv, p.schedule), leaves, op)
+
+    def _mix_tables(self, tables, k, leaves: list) -> list:
+        r"""Pattern ``k`` (traced) of ``tables``: one traced-source exchange per round slot,
+        :math:`s_{ki} x_i + \sum_r w_{kri} x_{\text{sources}[k, r, i]}` (sum-then-divide
+        by the exact ``counts[k, i]`` when every pattern is a uniform average)."""
+        i = self.rank()
+        look = lambda table, dtype: jnp.asarray(table, dtype)[k, ..., i]  # noqa: E731
+        sources = look(tables.sources, jnp.int32)
+        if tables.counts is not None:
+            active = look(tables.active, jnp.bool_)
+            total = list(leaves)
+            for r in range(tables.num_rounds):
+                received = self._exchange_traced(leaves, sources[r])
+                total = [acc + jnp.where(active[r], v, jnp.zeros_like(v))
+                         for acc, v in zip(total, received)]
+            return self._divide(total, tables.counts, lambda c, dtype: look(c, dtype))
+        out = [look(tables.self_weights, leaf.dtype) * leaf for leaf in leaves]
+        for r in range(tables.num_rounds):
+            received = self._exchange_traced(leaves, sources[r])
+            out = [acc + look(tables.weights[:, r], acc.dtype) * v
+                   for acc, v in zip(out, received)]
+        return out
+
+    def _divide(self, total: list, counts: np.ndarray, lookup) -> list:
+        """``total / counts[i]`` rounded once (see :meth:`_mix_uniform`)."""
+        if np.all(np.exp2(np.round(np.log2(counts))) == counts):
+            # 1/c is exact for powers of two: XLA's multiply-by-reciprocal is exact too
+            return [acc / lookup(counts, acc.dtype) for acc in total]
+        # XLA rewrites A / broadcast(c) into A * broadcast(1/c), rounding 1/c first (seen on
+        # CPU, jax 0.10); a divisor hidden behind an optimization barrier keeps the one,
+        # correctly rounded division, at the cost of one leaf-sized buffer of divisors.
+        return [acc / lax.optimization_barrier(jnp.full(acc.shape, lookup(counts, acc.dtype)))
+                for acc in total]
+
     def _mix(self, leaves: list, schedule: Schedule) -> list:
         r"""This agent's row of ``W @ X``: one exchange per round of ``schedule``.
 
@@ -144,14 +193,7 @@ class ScheduleCommunicator:
                 real = self._table(rnd.active, jnp.bool_)
                 total = [acc + jnp.where(real, r, jnp.zeros_like(r))
                          for acc, r in zip(total, received)]
-        if np.all(np.exp2(np.round(np.log2(counts))) == counts):
-            # 1/c is exact for powers of two: XLA's multiply-by-reciprocal is exact too
-            return [acc / self._table(counts, acc.dtype) for acc in total]
-        # XLA rewrites A / broadcast(c) into A * broadcast(1/c), rounding 1/c first (seen on
-        # CPU, jax 0.10); a divisor hidden behind an optimization barrier keeps the one,
-        # correctly rounded division, at the cost of one leaf-sized buffer of divisors.
-        return [acc / lax.optimization_barrier(jnp.full(acc.shape, self._table(counts, acc.dtype)))
-                for acc in total]
+        return self._divide(total, counts, self._table)
 
     # ---- the protocol -------------------------------------------------------------------
     def neighbor_allreduce(self, x: PyTree, topology=None, t=None, *, self_weight=None,
@@ -229,9 +271,10 @@ class ScheduleCommunicator:
                 check_compression_args(compressor, key, op)
                 mix = lambda lv, p: compressed_mix(  # noqa: E731
                     self, jax.tree_util.tree_unflatten(treedef, lv), p.schedule, compressor, key)
-            else:
-                mix = lambda lv, p: self._mix(lv, p.schedule)  # noqa: E731
-            return jax.tree_util.tree_unflatten(treedef, self._select(topology, t, mix, leaves, op))
+                return jax.tree_util.tree_unflatten(treedef,
+                                                    self._select(topology, t, mix, leaves, op))
+            return jax.tree_util.tree_unflatten(treedef,
+                                                self._mix_topology(topology, t, leaves, op))
         if compressor is not None:
             raise TypeError("neighbor_allreduce: compressor works with the topology form "
                             "neighbor_allreduce(x, topology, t, compressor=C, key=k); got the "
@@ -352,5 +395,5 @@ class ScheduleCommunicator:
         leaves, treedef = float_leaves(x, op)
         local = self._local_average(leaves)
         lifted = lift_machine_topology(machine_topology, L)
-        out = self._select(lifted, t, lambda lv, p: self._mix(lv, p.schedule), local, op)
+        out = self._mix_topology(lifted, t, local, op)
         return jax.tree_util.tree_unflatten(treedef, out)

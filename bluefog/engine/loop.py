@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..algorithm import AgentContext
+from .cache import cached, run_key, shapes
 from .errors import NonFiniteError
 from .inputs import (check_metric_shapes, check_run_arguments, check_state_matches,
                      describe_metrics_fn, describe_tree)
@@ -113,16 +114,35 @@ class _Run:
         self.args = args
         self.state = state
         self.stop = args.on_nonfinite == "raise"
-        self.programs: dict = {}
         self.compile_seconds = self.run_seconds = 0.0
         self.history = _History()
+        comm = backend.comm
+        # A plain closure, not a bound method: cached programs must not keep this run alive.
+        self.ctx = lambda d, k: AgentContext(comm, topology, problem, d, k)
+        self.key = run_key(backend, algorithm, problem, topology, args)
+        self.programs: dict = {}  # this run's programs where the backend is not cached
 
-    def ctx(self, d, k):
-        return AgentContext(self.backend.comm, self.topology, self.problem, d, k)
+    def cached(self, name: tuple, build):
+        """``build()`` once per run, or once per run key across runs (see :mod:`.cache`)."""
+        if self.key is not None:
+            return cached(self.key, name, build)[0]
+        if name not in self.programs:
+            self.programs[name] = build()
+        return self.programs[name]
+
+    def jitted(self, name: tuple, fn_of_ctx):
+        """``jit(backend.map_agents(...))`` of ``fn_of_ctx(ctx)``, built once (see :meth:`cached`)."""
+        return self.cached(name, lambda: fn_of_ctx(self.ctx))
 
     def init_fn(self, x_axis):
-        return self.backend.map_agents(
-            lambda x, d, k: self.algorithm.init(x, self.ctx(d, k)), (x_axis, 0, 0))
+        algorithm, backend = self.algorithm, self.backend
+        return backend.map_agents(lambda x, d, k: algorithm.init(x, self.ctx(d, k)),
+                                  (x_axis, 0, 0))
+
+    def init_program(self, x_axis):
+        algorithm, backend = self.algorithm, self.backend
+        return self.jitted(("init", x_axis), lambda ctx: jax.jit(backend.map_agents(
+            lambda x, d, k: algorithm.init(x, ctx(d, k)), (x_axis, 0, 0))))
 
     def _raise_nonfinite(self, step: int, agent: int):
         h = self.backend.finish(self.history.arrays())
@@ -133,30 +153,36 @@ class _Run:
         one = lambda s, d, k: self.args.metrics(self.algorithm.params(s), self.ctx(d, k))  # noqa: E731
         shapes = jax.eval_shape(self.backend.map_agents(one, 0), self.state, data, keys)
         check_metric_shapes(self.backend.agent_view(shapes), self.args.metrics)
-        fn = self.backend.map_agents(
-            lambda s, d, k: record(self.algorithm, self.args.metrics, s, self.ctx(d, k)), 0)
+        algorithm, backend, metrics = self.algorithm, self.backend, self.args.metrics
+        fn = self.jitted(("record",), lambda ctx: jax.jit(backend.map_agents(
+            lambda s, d, k: record(algorithm, metrics, s, ctx(d, k)), 0)))
         m0, bad0, agent0 = jax.tree_util.tree_map(
-            np.asarray, self.backend.agent_view(jax.jit(fn)(self.state, data, keys)))
+            np.asarray, self.backend.agent_view(fn(self.state, data, keys)))
         if self.stop and bool(bad0):
             self._raise_nonfinite(0, int(agent0))
         self.history.add(np.zeros(1, np.int64), {k: np.reshape(v, 1) for k, v in m0.items()})
 
     def program(self, dispatch, data, keys):
-        """The compiled program of ``dispatch``'s shape (compiled once per run)."""
-        key = (dispatch.records, dispatch.chunk_steps)
-        if key not in self.programs:
+        """The compiled program of ``dispatch``'s shape (compiled once per run, and once for
+        all runs with the same run key and input shapes, see :mod:`bluefog.engine.cache`)."""
+        name = ("segment", dispatch.records, dispatch.chunk_steps,
+                shapes((self.state, data, keys)))
+
+        def build():
             t0 = time.perf_counter()
             seg = make_segment(self.algorithm, self.args.metrics, dispatch.chunk_steps,
                                dispatch.records, self.stop)
-            fn = self.backend.map_agents(lambda s, d, k: seg(s, self.ctx(d, k)), 0)
+            ctx = self.ctx
+            fn = self.backend.map_agents(lambda s, d, k: seg(s, ctx(d, k)), 0)
             program = jax.jit(fn, donate_argnums=0)
             # AOT compile for the timing; calls go through jit, which hits the compilation
             # cache (AOT executables with ordered effects, as mpi4jax programs have, fail
             # when called a second time in jax 0.10).
             program.lower(self.state, data, keys).compile()
-            self.programs[key] = program
             self.compile_seconds += time.perf_counter() - t0
-        return self.programs[key]
+            return program
+
+        return self.cached(name, build)
 
     def dispatch(self, dispatch, done: int, data, keys) -> tuple[int, dict]:
         """Run one dispatch; return the step reached and its metrics."""
@@ -213,7 +239,7 @@ def execute(backend, algorithm, problem, topology, steps, *, seed=0, x0=None,
     args = run.args
     if state is None:
         x_val, x_axis = backend.initial_params(x0, problem)
-        run.state = jax.jit(run.init_fn(x_axis))(x_val, data, keys)
+        run.state = run.init_program(x_axis)(x_val, data, keys)
     else:
         run.state = jax.tree_util.tree_map(jnp.array, state)  # private copy: dispatches donate
     run.record_initial(data, keys)
@@ -230,6 +256,7 @@ def execute(backend, algorithm, problem, topology, steps, *, seed=0, x0=None,
                 backend.run_callback(lambda: args.on_segment(done, current, snapshot))
     finally:
         bar.close()
-    params = jax.jit(backend.map_agents(algorithm.params, 0))(run.state)
+    params = run.jitted(("params",), lambda ctx: jax.jit(backend.map_agents(
+        algorithm.params, 0)))(run.state)
     return RunResult(params, backend.finish(run.history.arrays()), run.state,
                      run.compile_seconds, run.run_seconds)
