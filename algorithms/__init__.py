@@ -3,11 +3,12 @@
 Every factory returns a :class:`bluefog.Algorithm` (pure ``init``/``step``/``params``) that
 runs unchanged in the simulator (:func:`bluefog_sim.run`) and under MPI
 (:func:`bluefog_dist.run`). :data:`REGISTRY` maps each name to its factory; :data:`COMPRESSED_REGISTRY` does the same for
-the methods built for compressed communication (CHOCO and the naive baselines).
+the methods built for compressed communication (CHOCO, BEER and the naive baselines).
 """
 
 from . import problems
 from .optim import decentralized, dmsgd, qg_dsgdm  # decentralized optax optimizers
+from ._beer import BeerState, beer
 from ._choco import (ChocoState, CompressedDGDState, choco_gossip, choco_sgd, compressed_dgd,
                      compressed_gossip)
 from ._consensus import ConsensusState, PushSumState, consensus, push_sum
@@ -35,12 +36,14 @@ REGISTRY = {
 }
 
 #: Name -> factory of the methods for compressed communication (each takes a
-#: :class:`bluefog.compression.Compressor`; see :mod:`algorithms._choco`).
+#: :class:`bluefog.compression.Compressor`; see :mod:`algorithms._choco` and
+#: :mod:`algorithms._beer`).
 COMPRESSED_REGISTRY = {
     "choco_gossip": choco_gossip,
     "choco_sgd": choco_sgd,
     "compressed_gossip": compressed_gossip,
     "compressed_dgd": compressed_dgd,
+    "beer": beer,
 }
 
 __all__ = [
@@ -65,6 +68,8 @@ __all__ = [
     "choco_sgd",
     "compressed_gossip",
     "compressed_dgd",
+    "beer",
+    "BeerState",
     "ChocoState",
     "CompressedDGDState",
     "ConsensusState",

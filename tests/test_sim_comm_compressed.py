@@ -54,3 +54,29 @@ def test_bad_compression_arguments(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         bluefog_sim.spmd(lambda comm, x: comm.neighbor_allreduce(x, topology, **kwargs), N)(
             jnp.ones((N, 3)))
+
+
+@pytest.mark.parametrize("comp", [None, C.top_k(0.3), C.blockwise(8, 8)],
+                         ids=lambda c: "plain" if c is None else c.name)
+def test_a_pytree_mixing_every_float_dtype_equals_the_dense_oracle(comp):
+    """float32, float64, bfloat16 and float16 leaves in one exchange keep their dtypes and
+    equal W @ X (plain) or W @ X_hat (compressed; X_hat rebuilt here agent by agent)."""
+    topology = T.exponential_graph(N)
+    dtypes = {"f32": ("float32", (5, 4)), "f64": ("float64", (7,)),
+              "bf16": ("bfloat16", (3, 6)), "f16": ("float16", (9,))}
+    rng = np.random.default_rng(3)
+    with jax.enable_x64(True):
+        tree = {k: jnp.asarray(rng.normal(size=(N,) + s), d) for k, (d, s) in dtypes.items()}
+        keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(1), i))(jnp.arange(N))
+        kw = {} if comp is None else {"compressor": comp}
+        out = bluefog_sim.spmd(lambda comm, x, k: comm.neighbor_allreduce(
+            x, topology, **({} if comp is None else {"key": k}), **kw), N)(tree, keys)
+        for name, (dtype, shape) in dtypes.items():
+            rows = [jax.tree_util.tree_map(lambda a: a[i], tree) for i in range(N)]
+            if comp is not None:
+                rows = [C.roundtrip(comp, r, keys[i]) for i, r in enumerate(rows)]
+            X = np.stack([np.asarray(r[name], np.float64).ravel() for r in rows])
+            assert out[name].dtype == jnp.dtype(dtype) and out[name].shape == (N,) + shape
+            tol = {"float64": 1e-12, "float32": 1e-5}.get(dtype, 1e-2)
+            np.testing.assert_allclose(np.asarray(out[name], np.float64).reshape(N, -1),
+                                       topology.weights @ X, rtol=tol, atol=tol)

@@ -54,3 +54,37 @@ def test_transport_carries_the_payload_bytes(rank, size, tmp_path):
     dense_bytes = rounds * 4 * D
     if rounds:
         assert sum(e["args"]["bytes"] for e in sends) * 10 < dense_bytes  # 10 values + 10 indices
+
+
+#: one leaf of each floating dtype the wire packs (float16/bfloat16 travel bit-cast)
+MIXED = {"f32": ("float32", (5, 4)), "f64": ("float64", (7,)), "bf16": ("bfloat16", (3, 6)),
+         "f16": ("float16", (9,))}
+
+
+def _mixed_tree(rank_):
+    rng = np.random.default_rng(100 + rank_)
+    return {name: jnp.asarray(rng.normal(size=shape), dtype)
+            for name, (dtype, shape) in MIXED.items()}
+
+
+@pytest.mark.parametrize("comp", [None, C.top_k(0.3), C.blockwise(8, 8)],
+                         ids=lambda c: "plain" if c is None else c.name)
+def test_a_pytree_mixing_every_float_dtype_equals_the_dense_oracle(comm, rank, size, comp):
+    """float32, float64, bfloat16 and float16 leaves in ONE exchange (one buffer per dtype
+    per round): each leaf keeps its dtype and equals W @ X (plain) or W @ X_hat
+    (compressed, X_hat rebuilt here leaf by leaf with each rank's key)."""
+    topology = exponential_graph(size)
+    with jax.enable_x64(True):
+        kw = {} if comp is None else {"compressor": comp}
+        out = jax.jit(lambda x, k: comm.neighbor_allreduce(
+            x, topology, **({} if comp is None else {"key": k}), **kw))(
+                _mixed_tree(rank), _key(rank))
+        trees = [_mixed_tree(j) for j in range(size)]
+        if comp is not None:
+            trees = [C.roundtrip(comp, t, _key(j)) for j, t in enumerate(trees)]
+        for name, (dtype, shape) in MIXED.items():
+            assert out[name].dtype == jnp.dtype(dtype) and out[name].shape == shape
+            X = np.stack([np.asarray(t[name], np.float64).ravel() for t in trees])
+            tol = {"float64": 1e-12, "float32": 1e-5}.get(dtype, 1e-2)
+            np.testing.assert_allclose(np.asarray(out[name], np.float64).ravel(),
+                                       (topology.weights @ X)[rank], rtol=tol, atol=tol)

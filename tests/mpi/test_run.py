@@ -78,6 +78,16 @@ def _choco_sgd():
 
 ALGORITHMS.append(("choco_sgd", _choco_sgd, "quadratic", ("exponential",)))
 
+
+def _beer():
+    from algorithms import beer
+    from bluefog.compression import top_k
+
+    return beer(0.05, top_k(0.5), 0.3)  # compressed gradient tracking, 2 of 3 coordinates
+
+
+ALGORITHMS.append(("beer", _beer, "quadratic", ("exponential",)))
+
 CASES = [(name, topo) for name, _, _, topos in ALGORITHMS for topo in topos]
 
 
