@@ -8,6 +8,8 @@ the methods built for compressed communication (CHOCO, BEER and the naive baseli
 
 from . import problems
 from .optim import decentralized, dmsgd, qg_dsgdm  # decentralized optax optimizers
+from ._async_adpsgd import ADPSGDState, ad_psgd
+from ._async_push_sum import AsyncPushSumState, async_push_sum, async_sgp
 from ._beer import BeerState, beer
 from ._choco import (ChocoState, CompressedDGDState, choco_gossip, choco_sgd, compressed_dgd,
                      compressed_gossip)
@@ -35,6 +37,15 @@ REGISTRY = {
     "gradient_allreduce": gradient_allreduce,
 }
 
+#: Name -> factory of the asynchronous methods, written against the window ops (run them
+#: in virtual time with :func:`bluefog.asynchrony.asynchronous`; under a plain run they are
+#: their synchronous counterparts).
+ASYNC_REGISTRY = {
+    "async_push_sum": async_push_sum,
+    "async_sgp": async_sgp,
+    "ad_psgd": ad_psgd,
+}
+
 #: Name -> factory of the methods for compressed communication (each takes a
 #: :class:`bluefog.compression.Compressor`; see :mod:`algorithms._choco` and
 #: :mod:`algorithms._beer`).
@@ -49,6 +60,12 @@ COMPRESSED_REGISTRY = {
 __all__ = [
     "REGISTRY",
     "COMPRESSED_REGISTRY",
+    "ASYNC_REGISTRY",
+    "async_push_sum",
+    "async_sgp",
+    "ad_psgd",
+    "AsyncPushSumState",
+    "ADPSGDState",
     "problems",
     "consensus",
     "push_sum",

@@ -18,10 +18,15 @@ Every operation accepts a pytree of floating-point arrays and returns one of the
 structure, shapes and dtypes.
 
 Modules: :mod:`.protocol` (the protocol), :mod:`.base` (``ScheduleCommunicator``),
-:mod:`.dynamic` (per-call weights), :mod:`.leaves` (the shared input check).
+:mod:`.dynamic` (per-call weights), :mod:`.leaves` (the shared input check),
+:mod:`.window` / :mod:`.window_update` (Bluefog's one-sided window ops on explicit window
+state, :mod:`.window_state`), :mod:`.window_clock` (window ops under a virtual clock).
 """
 
 from .base import ScheduleCommunicator
 from .protocol import Communicator, NeighborValues
+from .window_clock import ClockedComm
+from .window_state import Clock, Window, WindowInfo
 
-__all__ = ["Communicator", "NeighborValues", "ScheduleCommunicator"]
+__all__ = ["Communicator", "NeighborValues", "ScheduleCommunicator", "Window", "WindowInfo",
+           "Clock", "ClockedComm"]

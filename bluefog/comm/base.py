@@ -24,11 +24,12 @@ from .leaves import float_leaves
 from .mixing import uniform_counts
 from .patterns import pattern_tables
 from .protocol import NeighborValues, PyTree
+from .window import WindowOps
 
 __all__ = ["ScheduleCommunicator"]
 
 
-class ScheduleCommunicator:
+class ScheduleCommunicator(WindowOps):
     """Backend-independent implementation of the protocol on top of a few primitives.
 
     Subclasses set ``size`` and ``local_size`` and implement :meth:`rank`,

@@ -74,3 +74,32 @@ class Communicator(Protocol):
     def hierarchical_neighbor_allreduce(self, x: PyTree, machine_topology, t=None) -> PyTree:
         r"""Average within each machine, then mix across machines (see
         :meth:`ScheduleCommunicator.hierarchical_neighbor_allreduce`)."""
+
+    # ---- one-sided windows (bluefog.comm.window): explicit state in, new state out --------
+    def win_create(self, windows, x: PyTree, name: str, topology, zero_init: bool = False) -> dict:
+        """Register ``x`` as window ``name`` over ``topology``'s in-edges (Bluefog
+        ``win_create``); returns the new ``{name: Window}`` dict."""
+
+    def win_put(self, windows, x: PyTree, name: str, dst_weights=None, self_weight=None) -> dict:
+        """Overwrite the out-neighbours' slots with ``d_ij x`` on delivery."""
+
+    def win_accumulate(self, windows, x: PyTree, name: str, dst_weights=None,
+                       self_weight=None) -> dict:
+        """Add ``d_ij x`` into the out-neighbours' slots on delivery (never lost)."""
+
+    def win_get(self, windows, name: str, src_weights=None) -> dict:
+        """Fetch the in-neighbours' window values into this agent's slots."""
+
+    def win_update(self, windows, name: str, self_weight=None, neighbor_weights=None,
+                   reset: bool = False):
+        """``v_i <- a_ii v_i + sum_j a_ij b_ij``; returns ``(value, windows)``."""
+
+    def win_update_then_collect(self, windows, name: str):
+        """``v_i <- v_i + sum_j b_ij``, slots zeroed; returns ``(value, windows)``."""
+
+    def win_free(self, windows, name: str | None = None) -> dict:
+        """Drop window ``name`` (``None``: all)."""
+
+    def win_info(self, windows, name: str):
+        """Per slot: source, versions (deliveries since last read), stamps, arrival times,
+        messages in flight (:class:`bluefog.comm.WindowInfo`)."""
