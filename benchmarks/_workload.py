@@ -41,6 +41,8 @@ def dgd_step(x, A, y, mix):
 
 def numpy_grads(X, A, y):
     """All agents' gradients at once in NumPy (the dense baseline), ``X`` of shape (n, dim)."""
-    z = np.einsum("nmd,nd->nm", A, X)
+    # batched matmul (BLAS gemv per agent), not einsum: np.einsum does not call BLAS for
+    # these contractions and was 1.25x slower (a baseline must be the best plain NumPy)
+    z = np.matmul(A, X[:, :, None])[:, :, 0]
     s = -y / (1.0 + np.exp(y * z))  # d/dz log(1 + exp(-y z))
-    return np.einsum("nmd,nm->nd", A, s) / A.shape[1] + LAM * X
+    return np.matmul(s[:, None, :], A)[:, 0, :] / np.float32(A.shape[1]) + np.float32(LAM) * X
