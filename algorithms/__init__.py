@@ -8,6 +8,7 @@ the methods built for compressed communication (CHOCO, BEER and the naive baseli
 
 from . import problems
 from .optim import decentralized, dmsgd, qg_dsgdm  # decentralized optax optimizers
+from .transform import DecentralizedMixState, mix_state, optax_decentralized  # own loop
 from ._async_adpsgd import ADPSGDState, ad_psgd
 from ._async_push_sum import AsyncPushSumState, async_push_sum, async_sgp
 from ._beer import BeerState, beer
@@ -81,6 +82,9 @@ __all__ = [
     "decentralized",
     "dmsgd",
     "qg_dsgdm",
+    "optax_decentralized",
+    "mix_state",
+    "DecentralizedMixState",
     "choco_gossip",
     "choco_sgd",
     "compressed_gossip",
