@@ -1,9 +1,13 @@
 """Compressor throughput (simulator side): compress + decompress of one float32 vector.
 
-``time_roundtrip`` is one jitted ``decompress(compress(x))``; divide the vector's bytes by it
-for GB/s. ``track_wire_fraction`` is the payload's size relative to the dense vector (what a
+``time_roundtrip`` is one jitted ``decompress(compress(x))``; ``track_gigabytes_per_second``
+is the vector's bytes divided by the median of 5 such calls (warm-up excluded), the
+throughput through the compressor. ``track_wire_fraction`` is the payload's size relative to the dense vector (what a
 neighbor exchange saves on the wire).
 """
+
+import statistics
+import time
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +37,16 @@ class Roundtrip:
 
     def time_roundtrip(self, name, d):
         jax.block_until_ready(self.fn(self.x, self.key))
+
+    def track_gigabytes_per_second(self, name, d):
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            jax.block_until_ready(self.fn(self.x, self.key))
+            times.append(time.perf_counter() - t0)
+        return 4 * d / statistics.median(times) / 1e9
+
+    track_gigabytes_per_second.unit = "GB/s"
 
     def track_wire_fraction(self, name, d):
         return C.payload_bits(self.comp, d) / (32 * d)
