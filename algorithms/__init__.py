@@ -4,6 +4,8 @@ Every factory returns a :class:`bluefog.Algorithm` (pure ``init``/``step``/``par
 runs unchanged in the simulator (:func:`bluefog_sim.run`) and under MPI
 (:func:`bluefog_dist.run`). :data:`REGISTRY` maps each name to its factory; :data:`COMPRESSED_REGISTRY` does the same for
 the methods built for compressed communication (CHOCO, BEER and the naive baselines).
+:func:`robust_push_sum` (exact averaging under message loss, for :mod:`bluefog.faults`) is
+exported on its own.
 """
 
 from . import problems
@@ -19,6 +21,7 @@ from ._dgd import DGDState, dgd, diffusion
 from ._dsgd import SGDState, dsgd, gradient_allreduce
 from ._exact_diffusion import ExactDiffusionState, exact_diffusion, nids
 from ._extra import ExtraState, extra
+from ._robust_push_sum import RobustPushSumState, robust_push_sum
 from ._gradient_tracking import (GradientTrackingState, PushDIGingState, gradient_tracking,
                                 push_diging)
 
@@ -70,6 +73,7 @@ __all__ = [
     "problems",
     "consensus",
     "push_sum",
+    "robust_push_sum",
     "dgd",
     "diffusion",
     "exact_diffusion",
@@ -95,6 +99,7 @@ __all__ = [
     "CompressedDGDState",
     "ConsensusState",
     "PushSumState",
+    "RobustPushSumState",
     "DGDState",
     "ExactDiffusionState",
     "ExtraState",

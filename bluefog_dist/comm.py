@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bluefog.comm import ScheduleCommunicator, dynamic
+from bluefog.comm import ScheduleCommunicator, check_faults, dynamic
 from bluefog.topology.schedule import Round
 
 from .machines import LOCAL_SIZE_ENV, find_machines
@@ -83,6 +83,9 @@ class MpiComm(ScheduleCommunicator):
         Per-rank Chrome-trace output (prefix or template with ``{rank}``, see
         :mod:`bluefog_dist.timeline`). Default: the environment variable
         ``BLUEFOG_TIMELINE``; off when neither is set.
+    faults : bluefog.faults.Faults, optional
+        Fault model (:mod:`bluefog.faults`): every message is still sent; the receiver
+        ignores the ones the model marks lost (the same masks as the simulator's).
 
     Notes
     -----
@@ -93,7 +96,8 @@ class MpiComm(ScheduleCommunicator):
 
     _static_rank = True  # rank() is this process's Python int
 
-    def __init__(self, comm=None, *, local_size: int | None = None, timeline: str | None = None):
+    def __init__(self, comm=None, *, local_size: int | None = None, timeline: str | None = None,
+                 faults=None):
         MPI = _mpi()
         import mpi4jax  # noqa: F401  (fails early, with mpi4jax's own ABI message)
 
@@ -112,6 +116,7 @@ class MpiComm(ScheduleCommunicator):
         spec = timeline if timeline is not None else os.environ.get(TIMELINE_ENV) or None
         self._ops = OpNames(None if spec is None else
                             Timeline.for_path(timeline_path(spec, self._rank), self._rank))
+        self.faults = check_faults(faults, self.size)
 
     # ---- primitives -----------------------------------------------------------------------
     def rank(self) -> int:

@@ -43,7 +43,8 @@ def run(algorithm: Algorithm, problem: Problem, topology, steps: int, *, seed: i
         metrics: Callable | None = None, state=None, comm: MpiComm | None = None,
         local_size: int | None = None, timeline: str | None = None,
         segment_every: int | None = None, on_segment: Callable | None = None,
-        on_nonfinite: str = "raise", agents_per_rank: int | str | None = None) -> RunResult:
+        on_nonfinite: str = "raise", agents_per_rank: int | str | None = None,
+        faults=None) -> RunResult:
     """Run ``steps`` iterations of ``algorithm`` with one agent (or a block of agents) per rank.
 
     Call it on every rank with the same arguments (``bfrun -np n python script.py``). Rank
@@ -90,6 +91,10 @@ def run(algorithm: Algorithm, problem: Problem, topology, steps: int, *, seed: i
         (:mod:`bluefog_dist.block_comm`). ``"auto"``: ``k = topology.size / R``. The same
         algorithm object runs unchanged; the trajectory of agent ``i`` equals row ``i`` of
         :func:`bluefog_sim.run`.
+    faults : bluefog.faults.Faults, optional
+        As in :func:`bluefog_sim.run`: every rank evaluates the same masks from ``(seed, t,
+        receiver, sender)``, sends every message and ignores the ones marked lost, so rank
+        ``i``'s faulty trajectory equals row ``i`` of the faulty simulation.
 
     Returns
     -------
@@ -112,9 +117,10 @@ def run(algorithm: Algorithm, problem: Problem, topology, steps: int, *, seed: i
             "`bfrun -np N python script.py` (or mpiexec -n N) to run N agents.",
             RuntimeWarning, stacklevel=2)
     if k == 1 and error is None:
-        backend = MpiBackend(comm)
+        backend = MpiBackend(comm if faults is None else comm.with_faults(faults))
     else:
-        backend = BlockBackend(BlockComm(comm, k, local_size=k * _machine_ranks(comm)),
+        block = BlockComm(comm, k, local_size=k * _machine_ranks(comm))
+        backend = BlockBackend(block if faults is None else block.with_faults(faults),
                                error=error)
     result = execute(backend, algorithm, problem, topology, steps, seed=seed, x0=x0,
                      record_every=record_every, progress=progress, metrics=metrics,

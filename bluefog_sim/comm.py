@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from bluefog.comm import ScheduleCommunicator
+from bluefog.comm import ScheduleCommunicator, check_faults
 from bluefog.topology.validation import check_positive_int
 
 __all__ = ["SimComm", "AXIS_NAME"]
@@ -41,9 +41,13 @@ pattern is data chosen by the traced step counter, is a gather over the agent ax
     local_size : int
         Agents per simulated machine, for ``hierarchical_neighbor_allreduce`` (agents
         ``m*L .. m*L+L-1`` form machine ``m``); must divide ``size``.
+    faults : bluefog.faults.Faults, optional
+        Fault model applied to ``neighbor_allreduce`` / ``neighbor_allgather`` (see
+        :mod:`bluefog.comm.faulty`).
     """
 
-    def __init__(self, size: int, axis_name: str = AXIS_NAME, local_size: int = 1):
+    def __init__(self, size: int, axis_name: str = AXIS_NAME, local_size: int = 1,
+                 faults=None):
         self.size = check_positive_int(size, "size")
         if not isinstance(axis_name, str) or not axis_name:
             raise TypeError(f"axis_name must be a non-empty str; got {axis_name!r}.")
@@ -55,6 +59,7 @@ pattern is data chosen by the traced step counter, is a gather over the agent ax
                 "Every simulated machine holds the same number of agents."
             )
         self.local_size = local_size
+        self.faults = check_faults(faults, self.size)
 
     def rank(self):
         """This agent's index along the mapped axis (traced int32)."""
@@ -96,5 +101,6 @@ pattern is data chosen by the traced step counter, is a gather over the agent ax
         return None
 
     def __repr__(self) -> str:
+        extra = "" if self.faults is None else f", faults={self.faults!r}"
         return (f"SimComm(size={self.size}, axis_name={self.axis_name!r}, "
-                f"local_size={self.local_size})")
+                f"local_size={self.local_size}{extra})")

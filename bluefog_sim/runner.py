@@ -48,12 +48,13 @@ class SimBackend:
     name = "sim"
     is_root = True
 
-    def __init__(self, size: int, *, local_size: int = 1, axis_name: str = AXIS_NAME):
-        self.comm = SimComm(size, axis_name=axis_name, local_size=local_size)
+    def __init__(self, size: int, *, local_size: int = 1, axis_name: str = AXIS_NAME,
+                 faults=None):
+        self.comm = SimComm(size, axis_name=axis_name, local_size=local_size, faults=faults)
         self.size = self.comm.size
         self.axis_name = axis_name
         #: Compiled programs are shared across runs with equal keys (bluefog.engine.cache).
-        self.cache_key = ("sim", self.size, axis_name, self.comm.local_size)
+        self.cache_key = ("sim", self.size, axis_name, self.comm.local_size, repr(faults))
 
     def agree(self, fields):
         fields()  # one process: validating is agreeing
@@ -93,7 +94,7 @@ def run(algorithm: Algorithm, problem: Problem, topology, steps: int, *, seed: i
         x0=None, record_every: int | None = None, progress: bool | None = None,
         local_size: int = 1, axis_name: str = AXIS_NAME, metrics: Callable | None = None,
         state=None, segment_every: int | None = None, on_segment: Callable | None = None,
-        on_nonfinite: str = "raise") -> RunResult:
+        on_nonfinite: str = "raise", faults=None) -> RunResult:
     """Simulate ``steps`` iterations of ``algorithm`` on ``problem`` for all agents at once.
 
     The whole loop is compiled: each dispatch is one ``jit(vmap(scan(...)))`` whose metrics
@@ -142,6 +143,11 @@ def run(algorithm: Algorithm, problem: Problem, topology, steps: int, *, seed: i
         that dispatch and raises :class:`bluefog.engine.NonFiniteError` naming the step and
         the agent; ``on_segment`` is never called with a non-finite state. ``"continue"``
         records NaN and goes on (for studying divergence).
+    faults : bluefog.faults.Faults, optional
+        Message loss, link outages, partitions and node crashes, simulated inside the
+        compiled loop (:mod:`bluefog.faults`); the same object gives the same lost messages
+        under :func:`bluefog_dist.run`. With crashes or ``rule="keep_last"`` the state is a
+        :class:`bluefog.faults.FaultAwareState` around the algorithm's.
 
     Returns
     -------
@@ -153,7 +159,8 @@ def run(algorithm: Algorithm, problem: Problem, topology, steps: int, *, seed: i
             f"problem must be a bluefog Problem (e.g. algorithms.problems.quadratic(b)); got "
             f"{type(problem).__name__}."
         )
-    backend = SimBackend(problem.size, local_size=local_size, axis_name=axis_name)
+    backend = SimBackend(problem.size, local_size=local_size, axis_name=axis_name,
+                         faults=faults)
     return execute(backend, algorithm, problem, topology, steps, seed=seed, x0=x0,
                    record_every=record_every, progress=progress, metrics=metrics, state=state,
                    segment_every=segment_every, on_segment=on_segment,

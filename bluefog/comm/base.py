@@ -20,6 +20,7 @@ from ..topology.hierarchical import lift_machine_topology, machine_average_topol
 from ..topology.schedule import Round, Schedule
 from . import dynamic
 from .compressed import check_compression_args, compressed_mix
+from .faulty import copy_with_faults, faulty_mix, faulty_slot, refuse_compressed
 from .leaves import float_leaves
 from .mixing import uniform_counts
 from .patterns import pattern_tables
@@ -50,6 +51,8 @@ class ScheduleCommunicator(WindowOps):
     #: time-varying topologies then run as data (:mod:`bluefog.comm.patterns`), one
     #: exchange per round slot, instead of one ``lax.switch`` branch per pattern.
     _traced_patterns: bool = False
+    #: The fault model every neighbor op applies (:mod:`bluefog.faults`); None: no faults.
+    faults = None
 
     # ---- primitives ---------------------------------------------------------------------
     def rank(self):  # pragma: no cover - abstract
@@ -86,6 +89,11 @@ class ScheduleCommunicator(WindowOps):
         if value.dtype == jnp.bool_:
             return self._uniform(value.astype(jnp.int32)) > 0
         return self._uniform(value)
+
+    def with_faults(self, faults):
+        """This communicator applying ``faults`` (:class:`bluefog.faults.Faults`) to every
+        neighbor op: a copy sharing the backend's resources (nothing collective runs)."""
+        return copy_with_faults(self, faults)
 
     def _local_average(self, leaves: list) -> list:
         """Mean over the agents of this machine; backends may override with a native op."""
@@ -129,9 +137,10 @@ class ScheduleCommunicator(WindowOps):
     def _mix_topology(self, topology, t, leaves: list, op: str) -> list:
         """This agent's row of ``W(t) @ X``; patterns as data where the backend allows it."""
         traced = t is not None and not isinstance(t, (int, np.integer))
-        if self._traced_patterns and traced and len(topology.patterns) > 1:
+        if (self._traced_patterns and traced and len(topology.patterns) > 1
+                and self.faults is None):  # faults: per-pattern schedules (bluefog.comm.faulty)
             return self._mix_tables(pattern_tables(topology), topology.index_traced(t), leaves)
-        return self._select(topology, t, lambda lv, p: self._mix(lv, p.schedule), leaves, op)
+        return self._select(topology, t, lambda lv, p: self._mix(lv, p.schedule, t), leaves, op)
 
     def _mix_tables(self, tables, k, leaves: list) -> list:
         r"""Pattern ``k`` (traced) of ``tables``: one traced-source exchange per round slot,
@@ -166,7 +175,7 @@ class ScheduleCommunicator(WindowOps):
         return [acc / lax.optimization_barrier(jnp.full(acc.shape, lookup(counts, acc.dtype)))
                 for acc in total]
 
-    def _mix(self, leaves: list, schedule: Schedule) -> list:
+    def _mix(self, leaves: list, schedule: Schedule, t=None) -> list:
         r"""This agent's row of ``W @ X``: one exchange per round of ``schedule``.
 
         Uniform averages (every row :math:`1/c_i` on itself and each in-neighbor, see
@@ -174,6 +183,8 @@ class ScheduleCommunicator(WindowOps):
         integer :math:`c_i`, as Bluefog does; other rows are
         :math:`s_i x_i + \sum_r w^{(r)}_i x_{\sigma_r(i)}`.
         """
+        if self.faults is not None:  # the receiver's rule at step t (bluefog.comm.faulty)
+            return faulty_mix(self, leaves, schedule, t)
         counts = uniform_counts(schedule)
         if counts is not None:
             return self._mix_uniform(leaves, schedule, counts)
@@ -269,6 +280,7 @@ class ScheduleCommunicator(WindowOps):
             self._check_topology(topology, op)
             leaves, treedef = float_leaves(x, op)
             if compressor is not None:
+                refuse_compressed(self.faults, op)
                 check_compression_args(compressor, key, op)
                 mix = lambda lv, p: compressed_mix(  # noqa: E731
                     self, jax.tree_util.tree_unflatten(treedef, lv), p.schedule, compressor, key)
@@ -315,7 +327,8 @@ class ScheduleCommunicator(WindowOps):
         ``sources[r] = sigma_r(i)`` and ``weights[r] = W[i, sigma_r(i)]`` (0 for padding).
         For time-varying topologies all patterns are padded to the largest round count
         (padding slots: zeros, source -1, weight 0). ``sum_r weights[r] * values[r] +
-        W[i, i] * x`` equals :meth:`neighbor_allreduce`.
+        W[i, i] * x`` equals :meth:`neighbor_allreduce`. With ``faults``, a lost message's
+        slot has value 0 and weight 0 (its source is kept).
         """
         op = "neighbor_allgather"
         self._check_topology(topology, op)
@@ -328,10 +341,13 @@ class ScheduleCommunicator(WindowOps):
             vals = [[] for _ in lv]
             srcs, ws = [], []
             for rnd in sched.rounds:
-                for slot, r in zip(vals, self._exchange(lv, rnd)):
+                received, w = self._exchange(lv, rnd), self._table(rnd.weights, wdtype)
+                if self.faults is not None:  # lost: value 0, weight 0 (bluefog.comm.faulty)
+                    received, w = faulty_slot(self, rnd, t, received, w)
+                for slot, r in zip(vals, received):
                     slot.append(r)
                 srcs.append(self._table(rnd.sources.astype(np.int32), jnp.int32))
-                ws.append(self._table(rnd.weights, wdtype))
+                ws.append(w)
             for _ in range(R - sched.num_rounds):
                 for slot, leaf in zip(vals, lv):
                     slot.append(jnp.zeros_like(leaf))

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..algorithm import AgentContext
+from ..faults import with_faults
 from .cache import cached, run_key, shapes
 from .errors import NonFiniteError
 from .inputs import (check_metric_shapes, check_run_arguments, check_state_matches,
@@ -50,6 +51,7 @@ def _agreement_fields(args, algorithm, problem, topology, x0, state, backend) ->
         "metrics": describe_metrics_fn(args.metrics),
         "local_size": backend.comm.local_size,
         "x64": bool(jax.config.jax_enable_x64),
+        "faults": repr(backend.comm.faults),
         "versions": f"jax {jax.__version__}, bluefog {bluefog.__version__}",
     }
 
@@ -219,6 +221,8 @@ def execute(backend, algorithm, problem, topology, steps, *, seed=0, x0=None,
     ``(steps, record_every, segment_every)``, so every process runs the same sequence.
     """
     resolved: dict = {}
+    # crashes and keep_last memory wrap the step inside the compiled program (bluefog.faults)
+    algorithm = with_faults(algorithm, getattr(backend.comm, "faults", None))
 
     def fields():
         args = check_run_arguments(
