@@ -18,6 +18,8 @@ _WHERE = {
     "AgreementError": ".agreement",
     "agree": ".agreement",
     "Timeline": ".timeline",
+    "local_rank": ".environment",
+    "local_size": ".environment",
 }
 
 

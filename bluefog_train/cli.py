@@ -29,9 +29,10 @@ __all__ = ["build_parser", "main"]
 
 def _groups_run(p) -> None:
     g = p.add_argument_group("run")
-    g.add_argument("--backend", choices=("sim", "mpi"), default="sim",
+    g.add_argument("--backend", choices=("auto", "sim", "mpi"), default="auto",
                    help="sim: all agents in one process (jax.vmap); mpi: one agent per rank "
-                        "(launch under bfrun -np N / mpiexec -n N).")
+                        "(launch under bfrun -np N / mpiexec -n N); auto: mpi when launched "
+                        "by MPI with more than one rank, else sim.")
     g.add_argument("--agents", type=int, default=None,
                    help="number of agents (None: 64 in sim, the world size under mpi)")
     g.add_argument("--steps", type=int, default=1000, help="training steps in all")

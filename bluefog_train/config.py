@@ -13,7 +13,8 @@ from __future__ import annotations
 from bluefog.validation import (check_nonnegative_int, check_positive_float, check_positive_int,
                                 check_real, check_seed, check_steps, check_unit_interval)
 
-__all__ = ["RUNTIME_KEYS", "resume_key", "default_record_every", "validate_config"]
+__all__ = ["RUNTIME_KEYS", "resume_key", "default_record_every", "resolve_backend",
+           "validate_config"]
 
 #: Options that may change between an interrupted run and its resumption (everything else
 #: must match the checkpoint's configuration).
@@ -95,6 +96,25 @@ def _check_compression(cfg: dict) -> None:
                          "--optimizer qg_dsgdm.")
 
 
+def resolve_backend(cfg: dict, env=None) -> str:
+    """``--backend`` after looking at the launch: ``auto`` (the default) is ``mpi`` when an
+    MPI launcher started this process with more than one rank, ``sim`` otherwise; an
+    explicit ``sim`` under such a launch is refused (every rank would run the same whole
+    simulation and write the same files)."""
+    from bluefog_dist.environment import launched_world_size
+
+    backend = cfg.get("backend") or "auto"
+    size = launched_world_size(env)
+    if backend == "auto":
+        return "mpi" if size > 1 else "sim"
+    if backend == "sim" and size > 1:
+        raise ValueError(
+            f"--backend sim under an MPI launch of {size} ranks would run {size} independent "
+            "simulations writing the same outputs; pass --backend mpi (one agent per rank), "
+            "or run without bfrun/mpiexec for the simulator.")
+    return backend
+
+
 def validate_config(cfg: dict) -> dict:
     """Check the run configuration ``cfg`` and return a copy with derived defaults.
 
@@ -114,6 +134,7 @@ def validate_config(cfg: dict) -> dict:
     cfg.setdefault("allow_nonfinite", False)
     cfg.setdefault("compress", None)
     cfg.setdefault("consensus_step", 0.5)
+    cfg["backend"] = resolve_backend(cfg)
     _check_ints(cfg)
     _check_reals(cfg)
     _check_compression(cfg)
