@@ -8,6 +8,12 @@ Usage::
     bfrun -np 4 --mpi-args "-bind-to core" train.py  # extra mpiexec flags, passed through
     bfrun --check                                  # only check the MPI stack
     bfrun -np 4 --dry-run train.py                 # print the mpiexec command
+    bfrun train.py                                 # inside salloc/sbatch: Slurm's hosts/ranks
+
+Bluefog/Horovod spellings are accepted too: ``--timeline-filename`` for ``--timeline``,
+``--extra-mpi-flags`` for ``--mpi-args``. Inside a Slurm allocation the hosts (and, without
+``-np``, the rank count) come from ``SLURM_JOB_NODELIST``/``SLURM_TASKS_PER_NODE``/
+``SLURM_NTASKS`` (:mod:`bluefog_dist.slurm`).
 
 Which ``mpiexec``: ``--mpiexec PATH``, else ``$BFRUN_MPIEXEC``, else the one next to this
 Python (the venv's MPICH wheel), else ``mpiexec``/``mpirun`` on ``PATH`` (e.g. Open MPI). The
@@ -46,6 +52,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .slurm import fill_from_allocation
 from .mpi_check import REBUILD_FIX, check_mpi_stack, compare_mpi_versions
 from .supervise import GRACE_SECONDS, run_job
 
@@ -211,13 +218,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-np", "-n", "--np", dest="np", type=int, help="number of ranks (agents)")
     p.add_argument("-H", "--hosts", help="host list, e.g. node1:4,node2:4")
     p.add_argument("--hostfile", help="MPI host file")
-    p.add_argument("--timeline", metavar="PREFIX",
+    p.add_argument("--timeline", "--timeline-filename", dest="timeline", metavar="PREFIX",
                    help="write a Chrome-trace timeline per rank to PREFIX<rank>.json "
                         "(sets BLUEFOG_TIMELINE)")
     p.add_argument("--local-size", type=int, help="ranks per machine for hierarchical ops "
                                                   "(sets BLUEFOG_LOCAL_SIZE)")
     p.add_argument("--mpiexec", help="path of mpiexec (default: the venv's, then PATH)")
-    p.add_argument("--mpi-args", default="", help="extra mpiexec flags, passed through (quoted)")
+    p.add_argument("--mpi-args", "--extra-mpi-flags", dest="mpi_args", default="",
+                   help="extra mpiexec flags, passed through (quoted)")
     p.add_argument("-x", "--env", action="append", default=[], metavar="VAR=VALUE",
                    help="environment variable for every rank (repeatable)")
     p.add_argument("--grace", type=float, default=GRACE_SECONDS, metavar="SECONDS",
@@ -274,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         ok, report = check_mpi_stack(sys.executable)
         print(report, file=sys.stdout if ok else sys.stderr)
         return 0 if ok else 1
+    fill_from_allocation(args)  # inside Slurm: its hosts (and -np) unless -H/--hostfile
     if args.np is None or args.np < 1:
         parser.error(f"-np must be a positive number of ranks; got {args.np}. Example: bfrun -np 4 train.py")
     if not args.grace > 0 or args.grace == float("inf"):
