@@ -28,12 +28,13 @@ def mpiexec_path() -> str | None:
 def rank_env(ranks: int) -> dict:
     """Environment for ``mpiexec``: one thread per rank and, when ranks outnumber cores,
     MPICH's yield-instead-of-busy-poll settings (``bluefog_dist.launcher``; oversubscribed
-    ranks otherwise steal each other's cores)."""
+    ranks otherwise steal each other's cores), and glibc's huge-page tunable, as ``bfrun``
+    sets them."""
     env = dict(os.environ, OMP_NUM_THREADS="1",
                XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
     try:
-        from bluefog_dist.launcher import oversubscription_env
-        extra = oversubscription_env(ranks)
+        from bluefog_dist.launcher import large_message_env, oversubscription_env
+        extra = {**oversubscription_env(ranks), **large_message_env()}  # what bfrun sets
     except ImportError:
         extra = ({"MPIR_CVAR_ENABLE_HEAVY_YIELD": "1", "MPIR_CVAR_POLLS_BEFORE_YIELD": "1"}
                  if ranks > (os.cpu_count() or 1) else {})

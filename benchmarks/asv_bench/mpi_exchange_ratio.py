@@ -1,0 +1,82 @@
+"""MPI backend: neighbor exchange vs raw mpi4py ``Sendrecv`` + the same NumPy weighted sum.
+
+``setup_cache`` launches ``python -m benchmarks.mpi_exchange`` once per rank count under
+``mpiexec -n 2`` and ``-n 4`` (exponential graph, float32, 64 KiB and 1 MiB per rank; the
+methods interleaved repetition by repetition, warm-up excluded, slowest rank per
+repetition) with the launch environment ``bfrun`` uses. The ``track_*`` benchmarks report
+the median per-repetition ratio ``bluefog_loop / raw_sendrecv_mix`` (<= 1.11 means at
+least 0.9x the throughput of raw MPI doing the same sum) and ``bluefog_loop``'s median
+seconds per exchange. ``track_`` because the time is measured inside the ranks. Everything
+skips (``NotImplementedError``) when ``mpiexec``, mpi4py or mpi4jax are missing.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from benchmarks._mpi import ROOT, mpiexec_path, rank_env
+
+RANKS = [2, 4]
+SIZES = [65536, 1048576]
+
+
+def run_exchange(ranks, sizes=SIZES, timeout=900):
+    """``{bytes: {"ratio_median", "seconds"}}`` of one mpi_exchange run, or why it could not run."""
+    exe = mpiexec_path()
+    if exe is None:
+        return "mpiexec not found (install the mpi extra: pip install -e .[mpi])"
+    for mod in ("mpi4py", "mpi4jax"):
+        if importlib.util.find_spec(mod) is None:
+            return f"{mod} is not installed in this environment"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "x.json")
+        cmd = [exe, "-n", str(ranks), sys.executable, "-m", "benchmarks.mpi_exchange",
+               "--topologies", "exponential", "--sizes", ",".join(map(str, sizes)),
+               "--repeats", "5", "--no-gloo", "--json", out]
+        env = rank_env(ranks)  # bfrun's launch environment
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                                  env=env, cwd=ROOT)
+        except subprocess.TimeoutExpired:
+            return f"mpiexec -n {ranks} timed out after {timeout} s"
+        if proc.returncode != 0 or not os.path.exists(out):
+            return f"mpiexec failed (rc={proc.returncode}): {proc.stderr[-2000:]}"
+        with open(out) as f:
+            data = json.load(f)
+    seconds = {r["bytes"]: r["seconds"] for r in data["results"] if r["method"] == "bluefog_loop"}
+    return {r["bytes"]: {"ratio_median": r["median"], "seconds": seconds[r["bytes"]]}
+            for r in data["ratios"] if r["vs"] == "raw_sendrecv_mix"}
+
+
+class MpiExchangeVsRaw:
+    """bluefog's jitted-loop exchange relative to raw MPI doing the same work."""
+
+    params = (RANKS, SIZES)
+    param_names = ["ranks", "bytes_per_rank"]
+    timeout = 1800
+
+    def setup_cache(self):
+        return {r: run_exchange(r) for r in RANKS}
+
+    def setup(self, cache, ranks, nbytes):
+        if isinstance(cache[ranks], str):
+            raise NotImplementedError(f"skipped: {cache[ranks]}")
+
+    def _get(self, cache, ranks, nbytes, field):
+        try:
+            return cache[ranks][nbytes][field]
+        except KeyError:
+            raise NotImplementedError(f"skipped: {nbytes} B on {ranks} ranks was not measured")
+
+    def track_loop_over_raw_with_sum(self, cache, ranks, nbytes):
+        return self._get(cache, ranks, nbytes, "ratio_median")
+
+    def track_loop_seconds(self, cache, ranks, nbytes):
+        return self._get(cache, ranks, nbytes, "seconds")
+
+
+MpiExchangeVsRaw.track_loop_over_raw_with_sum.unit = "ratio"
+MpiExchangeVsRaw.track_loop_seconds.unit = "seconds"
