@@ -90,15 +90,15 @@ def require_weights(topology, algorithm: str, *, row: bool = False, column: bool
     ``ValueError`` names the pattern, what it has, what is needed and the fix (``also`` is
     appended to the fix)."""
     for p in _patterns(topology, algorithm):
-        W = p.weights
         what = []
         if row and not p.is_row_stochastic:
-            s = W.sum(axis=1)
+            s = p.sparse_weights.row_sums()
             what.append(f"row sums in [{s.min():.6g}, {s.max():.6g}] (need W 1 = 1)")
         if column and not p.is_column_stochastic:
-            s = W.sum(axis=0)
+            s = p.sparse_weights.col_sums()
             what.append(f"column sums in [{s.min():.6g}, {s.max():.6g}] (need 1^T W = 1^T)")
         if symmetric and not p.is_symmetric:
+            W = p.weights  # the dense matrix only to report the asymmetry
             what.append(f"asymmetry max|W - W^T| = {np.abs(W - W.T).max():.3g} (need W = W^T)")
         if what:
             kind = "doubly" if (row and column) else ("row" if row else "column")

@@ -24,15 +24,26 @@ def test_limit_keeps_the_dense_matrix_at_2_gib():
 
 
 def test_exponential_graph_of_ten_million_agents_is_refused_before_allocating():
-    # 8 * (10**7)**2 bytes / 2**30 = 7.45e5 GiB
+    # built by its edges: the limit is MAX_SPARSE_AGENTS = 2**20 (24 bytes per edge)
     start = time.perf_counter()
     with pytest.raises(ValueError, match=(
-            r"^n " + LIMIT + r"10000000\. A topology holds its dense n x n float64 mixing "
-            r"matrix \(the oracle the backends are checked against\), which would need "
-            r"7\.45e\+05 GiB here; 16384 agents keep it at 2 GiB\. Use fewer agents; topologies "
-            r"stored by their edges \(O\(edges\)\) are future work\.$")):
+            r"^n must be at most MAX_SPARSE_AGENTS = 1048576 agents \(24 bytes per edge: an "
+            r"exponential graph of 2\*\*20 agents takes about 0\.5 GiB\); got 10000000\. Use "
+            r"fewer agents\.$")):
         T.exponential_graph(10 ** 7)
     assert time.perf_counter() - start < 1.0
+
+
+def test_sparse_topology_refuses_only_its_dense_matrix():
+    """65,536 agents: 32 GiB dense (8 n^2 bytes), refused with the way out; the edge list
+    (n (tau + 1) entries, tau = 16 hops) and the degree are there."""
+    topo = T.exponential_graph(2 ** 16)
+    assert topo.sparse_weights.num_edges == 2 ** 16 * 17 and topo.max_degree == 16
+    with pytest.raises(ValueError, match=(
+            r"^topology.weights: the dense n x n matrix of this 65536-agent topology would need "
+            r"32 GiB; it is built only for n <= MAX_DENSE_AGENTS = 16384\. Use "
+            r"topology.sparse_weights")):
+        topo.weights
 
 
 @pytest.mark.parametrize("call,match", [

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from .validation import check_num_agents
+from .sparse import MAX_SPARSE_AGENTS
+from .validation import check_num_agents, check_positive_int
 
-__all__ = ["check_size", "check_seed", "circulant_adjacency", "check_probability"]
+__all__ = ["check_size", "check_sparse_size", "check_seed", "circulant_adjacency", "check_probability"]
 
 
 def check_size(n, name: str = "n") -> int:
     """``n`` as an int in ``[1, MAX_DENSE_AGENTS]`` (see
     :func:`~bluefog.topology.validation.check_num_agents`)."""
     return check_num_agents(n, name)
+
+
+def check_sparse_size(n, name: str = "n") -> int:
+    """``n`` as an int in ``[1, MAX_SPARSE_AGENTS]``, for families built by their edges
+    (no dense matrix; see :mod:`bluefog.topology.sparse`)."""
+    n = check_positive_int(n, name)
+    if n > MAX_SPARSE_AGENTS:
+        raise ValueError(f"{name} must be at most MAX_SPARSE_AGENTS = {MAX_SPARSE_AGENTS} agents "
+                         f"(24 bytes per edge: an exponential graph of 2**20 agents takes about "
+                         f"0.5 GiB); got {n}. Use fewer agents.")
+    return n
 
 
 def check_seed(seed, name: str = "seed") -> int:

@@ -2,8 +2,9 @@ r"""Exponential graphs (Bluefog's ``ExponentialGraph`` and ``SymmetricExponentia
 
 from __future__ import annotations
 
-from ._families import check_size, circulant_adjacency
+from ._families import check_size, check_sparse_size, circulant_adjacency
 from ._topology import Topology
+from .sparse import circulant_weights
 from .validation import check_positive_int
 from .weights import uniform_weights
 
@@ -86,10 +87,12 @@ def exponential_graph(n: int, base: int = 2) -> Topology:
     >>> exponential_graph(8).in_neighbors(0)
     [4, 6, 7]
     """
-    n = check_size(n)
+    n = check_sparse_size(n)
     base = _check_base(base)
     hops = exponential_offsets(n, base)
-    W = uniform_weights(circulant_adjacency(n, [-h for h in hops]))
+    # built by its edges (no dense n x n matrix): 1/(tau + 1) is the value uniform_weights
+    # gives, bit for bit, so the fingerprint equals that of the dense construction
+    W = circulant_weights(n, [-h for h in hops], 1.0 / (len(hops) + 1))
     return Topology(W, name=f"exponential(n={n}, base={base})", require="doubly",
                     layout="circular")
 

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .sparse import SparseWeights
+
 __all__ = ["Round", "Schedule", "compile_schedule"]
 
 
@@ -108,34 +110,50 @@ class Schedule:
         return self.num_rounds * int(nbytes)
 
 
-def compile_schedule(W: np.ndarray) -> Schedule:
-    """Compile a validated ``(n, n)`` mixing matrix into a :class:`Schedule`.
+def compile_schedule(W) -> Schedule:
+    """Compile a validated mixing matrix into a :class:`Schedule`.
 
-    Circulant support (identical offset sets for every agent) gives one round per offset,
-    in increasing offset order; otherwise bipartite edge colouring gives
+    ``W`` is a dense ``(n, n)`` array or a :class:`~bluefog.topology.sparse.SparseWeights`
+    (the schedule is built from the edge list, in ``O(n + edges)`` memory, so it is the same
+    for both forms). Circulant support (identical offset sets for every agent) gives one round
+    per offset, in increasing offset order; otherwise bipartite edge colouring gives
     ``max(max in-degree, max out-degree)`` rounds. ``schedule.dense()`` equals ``W`` exactly.
     """
-    W = np.asarray(W, dtype=np.float64)
-    n = W.shape[0]
-    self_weights = np.diag(W).copy()
-    off = (W != 0) & ~np.eye(n, dtype=bool)
-    if not off.any():
+    sw = W if isinstance(W, SparseWeights) else SparseWeights.from_dense(
+        np.asarray(W, dtype=np.float64))
+    n = sw.size
+    self_weights = sw.diagonal()
+    r, c, v = sw.off_diagonal()
+    if r.size == 0:
         return _freeze(Schedule(n, self_weights, ()))
     idx = np.arange(n)
-    offset_sets = [tuple(sorted(((np.flatnonzero(off[i]) - i) % n).tolist())) for i in range(n)]
-    if all(s == offset_sets[0] for s in offset_sets):
-        rounds = []
-        for k in offset_sets[0]:
-            src = (idx + k) % n
-            rounds.append(Round(src, W[idx, src].copy(), offset=int(k)))
-        return _freeze(Schedule(n, self_weights, tuple(rounds)))
-    colours = _bipartite_edge_colouring(off)
+    rounds = _circulant_rounds(n, r, c, v)
+    if rounds is not None:
+        return _freeze(Schedule(n, self_weights, rounds))
+    csr = sw.csr()
     rounds = []
-    for matching in colours:
+    for matching in _bipartite_edge_colouring(r, c, n):
         src = _complete_permutation(matching, n)
-        w = np.where(matching >= 0, W[idx, src], 0.0)
+        w = np.where(matching >= 0, np.asarray(csr[idx, src]).ravel(), 0.0)
         rounds.append(Round(src, w))
     return _freeze(Schedule(n, self_weights, tuple(rounds)))
+
+
+def _circulant_rounds(n: int, r, c, v):
+    """One round per offset if every agent has the same offsets ``(j - i) mod n``, else None."""
+    counts = np.bincount(r, minlength=n)
+    m = int(counts[0])
+    if not np.all(counts == m):
+        return None
+    off = ((c - r) % n).reshape(n, m)  # canonical order: m entries per row, row-major
+    order = np.argsort(off, axis=1, kind="stable")
+    offs = np.take_along_axis(off, order, 1)
+    if not np.all(offs == offs[0]):
+        return None
+    vals = np.take_along_axis(v.reshape(n, m), order, 1)
+    idx = np.arange(n)
+    return tuple(Round((idx + int(k)) % n, vals[:, q].copy(), offset=int(k))
+                 for q, k in enumerate(offs[0]))
 
 
 def _freeze(s: Schedule) -> Schedule:
@@ -146,18 +164,17 @@ def _freeze(s: Schedule) -> Schedule:
     return s
 
 
-def _bipartite_edge_colouring(off: np.ndarray) -> list[np.ndarray]:
+def _bipartite_edge_colouring(rows: np.ndarray, cols: np.ndarray, n: int) -> list[np.ndarray]:
     """Proper edge colouring of the sender/receiver bipartite graph with Delta colours.
 
-    Edge ``(j -> i)`` exists where ``off[i, j]``. Returns one array per colour,
-    ``matching[i] = j`` (or -1), each a partial permutation. Uses the alternating-path
-    (Kempe chain) argument from Konig's theorem: O(E * n).
+    Edge ``(j -> i)`` exists for every ``(i, j) = (rows[e], cols[e])``, ``i != j``. Returns
+    one array per colour, ``matching[i] = j`` (or -1), each a partial permutation. Uses the
+    alternating-path (Kempe chain) argument from Konig's theorem: O(E * n).
     """
-    n = off.shape[0]
-    delta = int(max(off.sum(axis=1).max(), off.sum(axis=0).max()))
+    delta = int(max(np.bincount(rows, minlength=n).max(), np.bincount(cols, minlength=n).max()))
     recv = -np.ones((n, delta), dtype=np.int64)  # recv[i, c] = sender j on colour c into i
     send = -np.ones((n, delta), dtype=np.int64)  # send[j, c] = receiver i on colour c from j
-    for i, j in zip(*np.nonzero(off)):
+    for i, j in zip(rows.tolist(), cols.tolist()):
         a = int(np.flatnonzero(send[j] < 0)[0])  # free at sender j
         b = int(np.flatnonzero(recv[i] < 0)[0])  # free at receiver i
         if recv[i, a] >= 0:

@@ -18,9 +18,10 @@ STOCHASTICITY = ("row", "column", "doubly", "none")
 
 _ATOL = 1e-10
 
-#: Largest number of agents of a topology. Every topology holds its dense ``n x n`` float64
-#: mixing matrix (the oracle both backends are tested against): ``16384**2 * 8`` bytes is
-#: 2 GiB. Topologies stored by their edges (``O(edges)`` memory) are future work.
+#: Largest number of agents of a topology given or built as a dense ``n x n`` float64
+#: matrix (``16384**2 * 8`` bytes is 2 GiB). Topologies built by their edges
+#: (:mod:`bluefog.topology.sparse`, e.g. ``exponential_graph``) go up to
+#: ``MAX_SPARSE_AGENTS``; their dense matrix is refused above this size.
 MAX_DENSE_AGENTS = 16384
 
 
@@ -55,8 +56,8 @@ def check_num_agents(n, name: str = "n") -> int:
             f"{name} must be at most MAX_DENSE_AGENTS = {MAX_DENSE_AGENTS} agents; got {shown}. "
             f"A topology holds its dense n x n float64 mixing matrix (the oracle the backends "
             f"are checked against), which would need {gib} here; {MAX_DENSE_AGENTS} agents "
-            "keep it at 2 GiB. Use fewer agents; topologies stored by their edges (O(edges)) "
-            "are future work."
+            "keep it at 2 GiB. Use fewer agents, or a family built by its edges "
+            "(exponential_graph(n) goes up to MAX_SPARSE_AGENTS)."
         )
     return n
 
