@@ -115,3 +115,36 @@ def test_choco_refuses_a_matrix_that_is_not_doubly_stochastic():
     topo = T.from_matrix(W, require="row")
     with pytest.raises(ValueError, match=r"choco_gossip needs doubly-stochastic mixing weights"):
         bluefog_sim.run(choco_gossip(C.top_k(0.5), 0.2), P.quadratic(np.ones((3, 2))), topo, 5)
+
+
+def _numpy_choco_sgd(W, B, x0, lr, gamma, ratio, steps, overlap):
+    """CHOCO-SGD on f_i = |x - b_i|^2 / 2 in NumPy, top-k by a stable argsort (independent
+    of the library): q = topk(target - x_hat), x_hat += q, s += W q, x = target + gamma (s - x_hat),
+    target = x - lr g(x) (overlap=False) or x (overlap=True, then x -= lr g(x_old))."""
+    X, Xh, S = x0.copy(), np.zeros_like(x0), np.zeros_like(x0)
+    k = int(np.ceil(ratio * X.shape[1]))
+    for _ in range(steps):
+        G = X - B
+        target = X if overlap else X - lr * G
+        D = target - Xh
+        Q = np.zeros_like(D)
+        idx = np.argsort(-np.abs(D), axis=1, kind="stable")[:, :k]
+        np.put_along_axis(Q, idx, np.take_along_axis(D, idx, axis=1), axis=1)
+        Xh, S = Xh + Q, S + W @ Q
+        X = target + gamma * (S - Xh) - (lr * G if overlap else 0.0)
+    return X
+
+
+@pytest.mark.parametrize("overlap", [False, True], ids=["sequential", "overlap"])
+def test_choco_sgd_trajectory_equals_a_numpy_reference(x64, overlap):
+    rng = np.random.default_rng(4)
+    B = rng.normal(size=(N, 20))
+    x0 = rng.normal(size=(N, 20))
+    topo = T.exponential_graph(N)
+    res = bluefog_sim.run(choco_sgd(0.1, C.top_k(0.25), gamma=0.3, overlap=overlap),
+                          P.quadratic(B), topo, 200, x0=jnp.asarray(x0), progress=False,
+                          record_every=200)
+    ref = _numpy_choco_sgd(topo.weights, B, x0, 0.1, 0.3, 0.25, 200, overlap)
+    np.testing.assert_allclose(np.asarray(res.params), ref, rtol=1e-10, atol=1e-10)
+    # the average takes exact gradient steps on the mean objective, so it reaches mean(b)
+    assert np.abs(np.asarray(res.params).mean(0) - B.mean(0)).max() < 1e-8
