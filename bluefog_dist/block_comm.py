@@ -9,8 +9,10 @@ Placement rule: contiguous blocks. For a circulant graph (ring, exponential grap
 round of offset :math:`s` moves agent :math:`i + s` to agent :math:`i`; with contiguous
 blocks, :math:`k - (s \bmod k)` of each block's rows stay inside the rank when
 :math:`s < k`, and the rows that leave go to at most two ranks (see
-:mod:`bluefog_dist.block_plan`). Round-robin placement would send every row of every round
-across ranks.
+:mod:`bluefog_dist.block_plan`). A ring then sends 2 rows per rank and step across ranks,
+where round-robin placement (agent ``i`` on rank ``i mod R``) would send all ``2k``; for the
+exponential graph with ``R`` a power of two round-robin sends fewer rows (offsets that are
+multiples of ``R`` stay local: 512 vs 767 of 2,560 per rank at ``n = 1024, R = 4``).
 
 ==================  ==========================================================================
 primitive           implementation

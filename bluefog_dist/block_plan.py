@@ -19,7 +19,8 @@ dummy message (both sides know statically that it is padding).
 
 For a circulant agent graph with offset :math:`s = a k + b` (:math:`0 \le b < k`), rank
 ``q`` receives rows only from ranks ``q + a`` and ``q + a + 1`` (mod ``R``): at most two
-peers per round, which is why contiguous blocks are the placement rule.
+peers per round (the placement trade-off is in
+:mod:`bluefog_dist.block_comm`).
 
 Reference: B. Ying et al., "BlueFog", arXiv:2111.04287 (2021) (hierarchical placement of
 agents on machines); D. Konig (1916) for the edge colouring.

@@ -3,7 +3,8 @@
 
 Oracles: dense NumPy for every op (``W @ X``, exact mean, ``X``, ``X[root]``) and the
 simulator's trajectory for DGD and exact diffusion on ``exponential_graph(64)`` (float64,
-1e-10); a bad ``agents_per_rank`` on one rank must raise on every rank within the timeout.
+1e-10); a bad ``agents_per_rank`` or a failing ``on_segment`` on one rank must raise on
+every rank within the timeout.
 """
 
 import re
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.mpi
 
 EXPECTED = {"neighbor_allreduce_exponential", "neighbor_allreduce_erdos_renyi",
             "neighbor_allreduce_one_peer_t0", "neighbor_allreduce_one_peer_t3",
-            "neighbor_allreduce_one_peer_t7", "allreduce", "allgather", "broadcast", "refusal",
+            "neighbor_allreduce_one_peer_t7", "allreduce", "allgather", "broadcast", "refusal", "callback_failure",
             "run_dgd_n64_k16", "run_exact_diffusion_n64_k16"}
 
 

@@ -13,7 +13,8 @@ Oracles (independent of the code under test):
   ``exponential_graph(N)``: every rank's block of the final parameters and (for small
   ``N``) the recorded metrics at every step equal ``bluefog_sim.run`` to 1e-10 in float64
   (the simulator is itself checked against dense recursions elsewhere);
-* a bad ``agents_per_rank`` on one rank raises ``AgreementError`` on every rank (no hang).
+* a bad ``agents_per_rank`` on one rank raises ``AgreementError`` on every rank, and an
+  ``on_segment`` failure on one rank raises ``CallbackError`` on every rank (no hang).
 
 Rank 0 prints one ``BLOCK OK <check> <max abs diff>`` line per check; any failure aborts
 the MPI job (non-zero exit status).
@@ -37,6 +38,7 @@ import bluefog_sim  # noqa: E402
 from algorithms import problems as P  # noqa: E402
 from bluefog.topology import (erdos_renyi_graph, exponential_graph,  # noqa: E402
                               one_peer_exponential_graph)
+from bluefog.engine import CallbackError  # noqa: E402
 from bluefog_dist.block_comm import BlockComm  # noqa: E402
 
 TOL = 1e-10
@@ -131,12 +133,32 @@ def check_refusal(n):
         raise AssertionError("a bad agents_per_rank on one rank was not refused")
 
 
+def check_callback_failure(n):
+    """on_segment raising on rank 1 only: CallbackError naming rank 1 on every rank."""
+    problem = P.quadratic(np.arange(2.0 * n).reshape(n, 2))
+
+    def on_segment(step, state, history):
+        if RANK == 1 % R:
+            raise OSError("disk full")
+
+    try:
+        bluefog_dist.run(A.dgd(0.1), problem, exponential_graph(n), 4, progress=False,
+                         record_every=2, segment_every=2, on_segment=on_segment,
+                         agents_per_rank="auto")
+    except CallbackError as err:
+        assert f"rank {1 % R}: OSError: disk full" in str(err), err
+        report("callback_failure", 0.0)
+    else:
+        raise AssertionError("an on_segment failure on one rank was not raised everywhere")
+
+
 def main():
     warnings.filterwarnings("ignore", message="exact_diffusion: running on the non-symmetric")
     n, steps = int(sys.argv[1]), int(sys.argv[2])
     if "--no-ops" not in sys.argv:
         check_ops(n)
         check_refusal(n)
+        check_callback_failure(n)
     check_runs(n, steps)
     return 0
 
