@@ -2,13 +2,15 @@
 
 ``MpiComm`` implements the Communicator protocol with mpi4jax on a clone of
 ``COMM_WORLD``; ``run`` has the shape of :func:`bluefog_sim.run`; ``bfrun`` (the
-:mod:`bluefog_dist.launcher`) launches a script under the installed ``mpiexec``.
+:mod:`bluefog_dist.launcher`) launches a script under the installed ``mpiexec``;
+``MpiWindows`` gives real one-sided MPI windows (``MPI.Win``) with Bluefog's semantics.
 Names are imported lazily so that ``bfrun`` starts without importing JAX or MPI.
 """
 
 from importlib import import_module
 
-__all__ = ["MpiComm", "BlockComm", "run", "default_comm", "AgreementError", "agree", "Timeline"]
+__all__ = ["MpiComm", "BlockComm", "run", "default_comm", "AgreementError", "agree", "Timeline",
+           "MpiWindows"]
 
 _WHERE = {
     "MpiComm": ".comm",
@@ -18,6 +20,7 @@ _WHERE = {
     "AgreementError": ".agreement",
     "agree": ".agreement",
     "Timeline": ".timeline",
+    "MpiWindows": ".windows",
     "local_rank": ".environment",
     "local_size": ".environment",
 }
