@@ -17,5 +17,6 @@ def test_faulty_mpi_trajectory_equals_the_faulty_simulator_row():
     proc = run_mpi(4, ["tests/mpi/faults_cross_backend.py"], timeout=600)
     assert_mpi_ok(proc)
     ok = dict(re.findall(r"FAULTS OK (\w+) ([0-9.e+-]+)", proc.stdout))
-    assert set(ok) == {"consensus_renormalise", "robust_push_sum_loss_crash"}, proc.stdout[-3000:]
+    assert set(ok) == {"consensus_renormalise", "robust_push_sum_loss_crash",
+                       "hybrid_robust_push_sum"}, proc.stdout[-3000:]
     assert all(float(v) <= 1e-12 for v in ok.values()), ok

@@ -65,6 +65,13 @@ def test_faulty_consensus_trajectory_equals_the_dense_reference(x64, rule):
     ref = _reference(topo.weights, X0, steps, f.check_size(N), rule)
     np.testing.assert_allclose(np.asarray(r.params), ref, rtol=0, atol=1e-13)
     assert np.abs(ref - _reference(topo.weights, X0, steps, Faults(), rule)).max() > 1e-3
+    if rule == "renormalise":  # the same objects without faults: no faulty program reused
+        alg, prob = A.consensus(), P.quadratic(X0)
+        for faults in (Faults(MODELS[0]), None):  # loss only: the algorithm is not wrapped
+            r = bluefog_sim.run(alg, prob, topo, steps, x0=jnp.asarray(X0), faults=faults,
+                                record_every=steps)
+        np.testing.assert_allclose(np.asarray(r.params),
+                                   np.linalg.matrix_power(topo.weights, steps) @ X0, atol=1e-13)
 
 
 def test_no_fault_models_give_the_fault_free_mix(x64):

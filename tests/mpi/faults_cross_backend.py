@@ -7,7 +7,8 @@ the ones the model marks lost, from the same ``(seed, t, receiver, sender)`` has
 also runs ``bluefog_sim.run(..., faults=f)`` and compares the allgathered MPI parameters with
 the simulator's rows (float64), and checks that the faults changed the result (fault-free
 reference: ``W^T X0 / W^T 1`` in NumPy, which is consensus and push-sum on this doubly
-stochastic graph), so the comparison can fail. Rank 0 prints ``FAULTS OK <case> <max abs diff>``.
+stochastic graph), so the comparison can fail. The last case runs the hybrid backend
+(``agents_per_rank=2``, 8 agents on 4 ranks). Rank 0 prints ``FAULTS OK <case> <diff>``.
 """
 
 import jax
@@ -45,16 +46,30 @@ def main():
         mine = bluefog_dist.run(alg, prob, topo, STEPS, x0=X0, faults=faults,
                                 record_every=STEPS)
         stacked = np.stack(world.allgather(np.asarray(mine.params)))
-        if rank == 0:
-            sim = np.asarray(bluefog_sim.run(alg, prob, topo, STEPS, x0=X0, faults=faults,
-                                             record_every=STEPS).params)
-            Wt = np.linalg.matrix_power(topo.weights, STEPS)  # fault-free, dense NumPy
-            clean = (Wt @ X0) / (Wt @ np.ones((n, 1)))
-            diff = float(np.abs(stacked - sim).max())
-            assert diff <= 1e-12, (name, diff)
-            assert float(np.abs(sim - clean).max()) > 1e-6, (name, "faults changed nothing")
-            print(f"FAULTS OK {name} {diff:.3e}", flush=True)
+        _compare(name, alg, faults, prob, topo, X0, stacked, rank == 0)
         world.Barrier()
+    # the hybrid backend: 2 agents per rank, the same masks
+    X0 = np.random.default_rng(1).normal(size=(2 * n, 3))
+    prob, topo = P.quadratic(X0), exponential_graph(2 * n)
+    faults = Faults(MessageLoss(0.3, seed=3), NodeCrash(5, at=2, rejoin=9, state="reset"))
+    mine = bluefog_dist.run(A.robust_push_sum(), prob, topo, STEPS, x0=X0, faults=faults,
+                            record_every=STEPS, agents_per_rank=2)
+    stacked = np.concatenate(world.allgather(np.asarray(mine.params)))
+    _compare("hybrid_robust_push_sum", A.robust_push_sum(), faults, prob, topo, X0, stacked,
+             rank == 0)
+
+
+def _compare(name, alg, faults, prob, topo, X0, stacked, root):
+    if root:
+        n = len(X0)
+        sim = np.asarray(bluefog_sim.run(alg, prob, topo, STEPS, x0=X0, faults=faults,
+                                         record_every=STEPS).params)
+        Wt = np.linalg.matrix_power(topo.weights, STEPS)  # fault-free, dense NumPy
+        clean = (Wt @ X0) / (Wt @ np.ones((n, 1)))
+        diff = float(np.abs(stacked - sim).max())
+        assert diff <= 1e-12, (name, diff)
+        assert float(np.abs(sim - clean).max()) > 1e-6, (name, "faults changed nothing")
+        print(f"FAULTS OK {name} {diff:.3e}", flush=True)
 
 
 if __name__ == "__main__":
