@@ -94,6 +94,14 @@ def _groups_output(p) -> None:
     g = p.add_argument_group("output and checkpoints (all checked before the first step)")
     g.add_argument("--out", default=None, help="JSON file of metrics (rank 0 writes it)")
     g.add_argument("--plot", default=None, help="PNG file with the curves")
+    g.add_argument("--metrics-csv", default=None, metavar="PATH",
+                   help="CSV of the records, written as they arrive (default: <out>.csv)")
+    g.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="TensorBoard event files (default: <out>_tb when tensorboardX or "
+                        "torch is installed)")
+    g.add_argument("--wandb", action="store_true",
+                   help="log to Weights & Biases (skipped with a warning without wandb)")
+    g.add_argument("--wandb-project", default=None, help="W&B project (default bluefog-jax)")
     g.add_argument("--checkpoint-dir", default=None, help="directory of ckpt-<step>.npz files")
     g.add_argument("--checkpoint-every", type=int, default=0,
                    help="save all agents' states every this many steps (0: never)")
@@ -163,7 +171,9 @@ def main(argv=None) -> int:
 
     from .training import TrainingDiverged, TrainingStopped, train
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     cfg = vars(build_parser().parse_args(argv))
+    cfg["command_line"] = ["bluefog-train"] + argv
     try:
         results = train(cfg, progress=True if cfg["progress"] else False)
     except (ValueError, TypeError, FileNotFoundError) as err:

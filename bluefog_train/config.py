@@ -20,7 +20,8 @@ __all__ = ["RUNTIME_KEYS", "resume_key", "default_record_every", "resolve_backen
 #: must match the checkpoint's configuration).
 RUNTIME_KEYS = ("steps", "resume", "out", "plot", "progress", "checkpoint_dir",
                 "checkpoint_every", "keep", "backend", "overwrite", "allow_nonfinite",
-                "record_every_derived")
+                "record_every_derived", "metrics_csv", "tensorboard", "wandb", "wandb_project",
+                "config", "command_line")
 
 
 def resume_key(cfg: dict) -> dict:
@@ -134,6 +135,8 @@ def validate_config(cfg: dict) -> dict:
     cfg.setdefault("allow_nonfinite", False)
     cfg.setdefault("compress", None)
     cfg.setdefault("consensus_step", 0.5)
+    for key in ("metrics_csv", "tensorboard", "wandb", "wandb_project"):
+        cfg.setdefault(key, None)
     cfg["backend"] = resolve_backend(cfg)
     _check_ints(cfg)
     _check_reals(cfg)

@@ -26,6 +26,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from .backends import decide_on_root, make_backend
+from .streaming import streaming
 from .config import resume_key, validate_config
 from .experiment import make_experiment
 from .paths import check_outputs
@@ -309,9 +310,10 @@ def train(cfg: dict, *, progress: bool | None = None) -> dict | None:
     check_outputs(cfg, backend.allgather if backend.name == "mpi" else None)
     exp = make_experiment(cfg)
     start, state, history, written, foreign, stacked = _begin(cfg, backend, exp)
-    res, t0 = None, time.perf_counter()
+    res, t0, meta = None, time.perf_counter(), None
     if start < cfg["steps"]:
-        with StopSignals(enabled=bool(cfg["checkpoint_every"])) as stop:
+        with StopSignals(enabled=bool(cfg["checkpoint_every"])) as stop, \
+                streaming(cfg, exp, backend, start) as meta:  # CSV/TensorBoard as records come
             saver = (_Checkpointer(cfg, backend, start, history, written, foreign, stop)
                      if cfg["checkpoint_every"] else None)
             res = _run(cfg, backend, exp, start, state, saver, progress)
@@ -324,4 +326,4 @@ def train(cfg: dict, *, progress: bool | None = None) -> dict | None:
     wall = time.perf_counter() - t0
     if backend.rank != 0:
         return None
-    return _results(cfg, exp, history, final_params, start, res, wall)
+    return {**_results(cfg, exp, history, final_params, start, res, wall), "run": meta}

@@ -11,8 +11,10 @@ from .backend import Backend
 from .errors import CallbackError, NonFiniteError
 from .inputs import NONFINITE_MODES, agent_key
 from .loop import execute
+from .observers import add_record_listener, record_listener, remove_record_listener
 from .plan import Dispatch, plan_run
 from .result import RunResult
 
 __all__ = ["execute", "Backend", "RunResult", "NonFiniteError", "CallbackError", "agent_key",
-           "plan_run", "Dispatch", "NONFINITE_MODES"]
+           "plan_run", "Dispatch", "NONFINITE_MODES", "record_listener", "add_record_listener",
+           "remove_record_listener"]

@@ -22,6 +22,7 @@ from ..algorithm import AgentContext
 from ..faults import with_faults
 from .cache import cached, run_key, shapes
 from .errors import NonFiniteError
+from .observers import notify_records
 from .inputs import (check_metric_shapes, check_run_arguments, check_state_matches,
                      describe_metrics_fn, describe_tree)
 from .plan import plan_run
@@ -163,6 +164,7 @@ class _Run:
         if self.stop and bool(bad0):
             self._raise_nonfinite(0, int(agent0))
         self.history.add(np.zeros(1, np.int64), {k: np.reshape(v, 1) for k, v in m0.items()})
+        notify_records(np.zeros(1, np.int64), {k: np.reshape(v, 1) for k, v in m0.items()})
 
     def program(self, dispatch, data, keys):
         """The compiled program of ``dispatch``'s shape (compiled once per run, and once for
@@ -200,6 +202,7 @@ class _Run:
             self.history.add(steps[:i], {k: v[:i] for k, v in metrics.items()})
             self._raise_nonfinite(int(steps[i]), int(agent[i]))
         self.history.add(steps, metrics)
+        notify_records(steps, metrics)
         return int(steps[-1]), metrics
 
 
