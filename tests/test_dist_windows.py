@@ -3,7 +3,8 @@
 One launch runs every check of ``tests/mpi/windows_program.py``: asynchronous push-sum with
 heterogeneous per-rank delays conserves mass (sum of weights = n to 1e-12 after a final
 barrier and collect; ratios = exact average to 1e-10), put/update equal the dense ``W @ X``,
-versions count deliveries, bad input raises on every rank, free and exit leave nobody blocked.
+versions count deliveries, bad input raises on every rank, the library's async_push_sum
+runs unchanged on the MPI windows (same tolerances), free and exit leave nobody blocked.
 A hang fails the test (the job is killed after the timeout) instead of blocking the suite.
 """
 

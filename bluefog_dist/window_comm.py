@@ -1,0 +1,154 @@
+r"""Run the window algorithms of :mod:`algorithms` on real MPI windows, unchanged.
+
+:class:`MpiWindowComm` answers the window ops of the Communicator protocol
+(:mod:`bluefog.comm.window`) with :class:`bluefog_dist.windows.MpiWindows`, so the *same*
+algorithm object that the simulator runs in virtual time (``algorithms.async_push_sum()``,
+``async_sgp``, ``ad_psgd``) runs under ``mpiexec`` with true asynchrony: no rank waits for
+another between steps. The step runs on the host, op by op (the window ops are MPI calls on
+the host between JAX computations); the ``windows`` dict in the state holds only the window
+names, the memory lives in the MPI windows.
+
+Weights are translated from the simulator's forms: an ``(n, n)`` matrix ``D`` becomes this
+rank's ``{i: D[i, rank]}`` (sends) or ``{j: D[rank, j]}`` (reads); a per-round array ``v`` of
+length ``R`` becomes ``{peer of round r: v[r]}`` over the window topology's schedule rounds,
+as in the simulator.
+
+:func:`run_async` is the loop: ``steps`` own steps of this rank, each preceded by
+``compute_delay`` seconds of emulated extra compute (a straggler flag), then a barrier.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from bluefog.algorithm import AgentContext
+from bluefog.engine import agent_key
+
+from .windows import MpiWindows
+
+__all__ = ["MpiWindowComm", "run_async"]
+
+
+class MpiWindowComm:
+    """The window ops of the protocol for this MPI rank (see the module docstring)."""
+
+    def __init__(self, windows: MpiWindows | None = None):
+        self.mpi = windows or MpiWindows()
+        self.size, self.local_size = self.mpi.size, 1
+        self._unravel: dict = {}
+        self._topo: dict = {}
+
+    def rank(self) -> int:
+        """This rank (a Python int)."""
+        return self.mpi.rank
+
+    def barrier(self) -> None:
+        """``MPI_Barrier`` on the windows' communicator."""
+        self.mpi.comm.Barrier()
+
+    # ---- weights -------------------------------------------------------------------------
+    def _rounds(self, name, which):
+        rounds = self._topo[name].schedule.rounds
+        r = self.rank()
+        if which == "in":
+            return [int(rnd.sources[r]) if rnd.active[r] else -1 for rnd in rounds]
+        return [int(rnd.destinations[r]) if rnd.active[rnd.destinations[r]] else -1
+                for rnd in rounds]
+
+    def _dict(self, name, weights, which):
+        if weights is None:
+            return None
+        if isinstance(weights, (int, float, np.floating)):
+            peers = self.mpi.windows[name].outs if which == "out" else self.mpi.windows[name].ins
+            return {p: float(weights) for p in peers}
+        arr = np.asarray(weights, np.float64)
+        r = self.rank()
+        if arr.ndim == 2:
+            if which == "out":
+                return {i: arr[i, r] for i in self.mpi.windows[name].outs if arr[i, r] != 0}
+            return {j: arr[r, j] for j in self.mpi.windows[name].ins}
+        out: dict = {}
+        for peer, v in zip(self._rounds(name, which), arr):
+            if peer >= 0:
+                out[peer] = out.get(peer, 0.0) + float(v)
+        return out
+
+    def _flat(self, x):
+        flat, unravel = ravel_pytree(x)
+        return np.asarray(flat, np.float64), unravel
+
+    # ---- the window ops ------------------------------------------------------------------
+    def win_create(self, windows, x, name, topology, zero_init=False):
+        """``MpiWindows.create`` (collective); returns ``{..., name: name}``."""
+        flat, self._unravel[name] = self._flat(x)
+        self._topo[name] = topology
+        self.mpi.create(flat, name, topology, zero_init=zero_init)
+        return {**(windows or {}), name: name}
+
+    def win_put(self, windows, x, name, dst_weights=None, self_weight=None):
+        """``MpiWindows.put``."""
+        self.mpi.put(self._flat(x)[0], name, self._dict(name, dst_weights, "out"),
+                     None if self_weight is None else float(self_weight))
+        return windows
+
+    def win_accumulate(self, windows, x, name, dst_weights=None, self_weight=None):
+        """``MpiWindows.accumulate``."""
+        self.mpi.accumulate(self._flat(x)[0], name, self._dict(name, dst_weights, "out"),
+                            None if self_weight is None else float(self_weight))
+        return windows
+
+    def win_get(self, windows, name, src_weights=None):
+        """``MpiWindows.get``."""
+        self.mpi.get(name, self._dict(name, src_weights, "in"))
+        return windows
+
+    def win_update(self, windows, name, self_weight=None, neighbor_weights=None, reset=False):
+        """``MpiWindows.update``; returns ``(value, windows)``."""
+        sw = None if self_weight is None else float(np.asarray(self_weight))
+        out = self.mpi.update(name, sw, self._dict(name, neighbor_weights, "in"), reset=reset)
+        return self._unravel[name](jnp.asarray(out)), windows
+
+    def win_update_then_collect(self, windows, name):
+        """``MpiWindows.update_then_collect``; returns ``(value, windows)``."""
+        return self._unravel[name](jnp.asarray(self.mpi.update_then_collect(name))), windows
+
+    def win_in_neighbors(self, windows, name):
+        """In-neighbour per schedule round (``-1``: none), as in the simulator."""
+        return jnp.asarray(self._rounds(name, "in"), jnp.int32)
+
+    def win_out_neighbors(self, windows, name):
+        """Destination per schedule round (``-1``: none), as in the simulator."""
+        return jnp.asarray(self._rounds(name, "out"), jnp.int32)
+
+    def win_free(self, windows, name=None):
+        """``MpiWindows.free`` (collective)."""
+        self.mpi.free(name)
+        return {} if name is None else {k: v for k, v in windows.items() if k != name}
+
+
+def run_async(algorithm, problem, topology, steps: int, *, x0=None, seed: int = 0,
+              compute_delay: float = 0.0, comm: MpiWindowComm | None = None):
+    """Run ``steps`` own steps of a window algorithm on this rank with no lock-step.
+
+    Each step sleeps ``compute_delay`` seconds first (emulating a slower rank), then runs
+    ``algorithm.step`` on the host (its window ops are MPI one-sided calls). Ends with a
+    barrier, after which every message sent has been applied at its target. Returns
+    ``(state, comm)``; read the windows with ``comm.mpi``.
+    """
+    comm = comm or MpiWindowComm()
+    r = comm.rank()
+    data = jax.tree_util.tree_map(lambda leaf: leaf[r], problem.data)
+    ctx = AgentContext(comm, topology, problem, data, agent_key(seed, r))
+    x = problem.init_params if x0 is None else jax.tree_util.tree_map(lambda v: v[r], x0)
+    state = algorithm.init(x, ctx)
+    for _ in range(int(steps)):
+        if compute_delay:
+            time.sleep(compute_delay)
+        state = algorithm.step(state, ctx)
+    comm.barrier()
+    return state, comm
