@@ -12,6 +12,7 @@ from . import problems
 from .optim import decentralized, dmsgd, qg_dsgdm  # decentralized optax optimizers
 from .transform import DecentralizedMixState, mix_state, optax_decentralized  # own loop
 from ._async_adpsgd import ADPSGDState, ad_psgd
+from ._async_push_diging import AsyncPushDIGingState, async_push_diging
 from ._async_push_sum import AsyncPushSumState, async_push_sum, async_sgp
 from ._beer import BeerState, beer
 from ._choco import (ChocoState, CompressedDGDState, choco_gossip, choco_sgd, compressed_dgd,
@@ -48,6 +49,7 @@ ASYNC_REGISTRY = {
     "async_push_sum": async_push_sum,
     "async_sgp": async_sgp,
     "ad_psgd": ad_psgd,
+    "async_push_diging": async_push_diging,
 }
 
 #: Name -> factory of the methods for compressed communication (each takes a
@@ -68,7 +70,9 @@ __all__ = [
     "async_push_sum",
     "async_sgp",
     "ad_psgd",
+    "async_push_diging",
     "AsyncPushSumState",
+    "AsyncPushDIGingState",
     "ADPSGDState",
     "problems",
     "consensus",
