@@ -119,3 +119,14 @@ def test_bad_inputs_are_refused_with_the_fix(make, exc, text):
     with pytest.raises(exc) as info:
         make()
     assert text in str(info.value)
+
+
+def test_one_faults_object_serves_runs_of_different_sizes():
+    f = Faults(Partition([[0, 1]], 0, 5))
+    small, big = f.check_size(4), f.check_size(8)
+    assert bool(small.lost(1, 3, 0)) and bool(big.lost(1, 7, 0)) and not bool(big.lost(1, 7, 6))
+    assert not bool(small.lost(5, 3, 0))  # healed
+    with pytest.raises(ValueError, match=r"use faults.check_size\(n\)"):
+        f.lost(1, 3, 0)
+    with pytest.raises(ValueError, match="names agent 4"):
+        Faults(NodeCrash(4, at=0)).check_size(4)

@@ -29,6 +29,8 @@ Receiver rules (what agent ``i`` computes when some messages of its row did not 
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from . import hashing
@@ -82,12 +84,15 @@ class Faults:
             r for j, i in m.links for r in ([(j, i, m.start, m.end)] + (
                 [] if m.directed else [(i, j, m.start, m.end)]))], 4)
         self._partitions = [m for m in models if isinstance(m, Partition)]
+        self._labels = None  # per run size: check_size(n)
         self._crashes = _tables(models, NodeCrash, lambda m: [
             (m.agent, m.at, _NEVER if m.rejoin is None else m.rejoin, m.state == "reset")], 4)
 
     # ---- validation against the run ---------------------------------------------------
     def check_size(self, n: int) -> "Faults":
-        """Refuse agents outside ``[0, n)``; build the partition label table for ``n``."""
+        """This model for ``n`` agents: refuse agents outside ``[0, n)`` and return a copy
+        holding the partition label table of ``n`` agents (the original is unchanged, so one
+        ``Faults`` can serve runs of different sizes)."""
         used = [("LinkOutage", a) for a in self._outages[:, :2].ravel()]
         used += [("NodeCrash", a) for a in self._crashes[:, 0]]
         used += [("Partition", a) for m in self._partitions for g in m.groups for a in g]
@@ -99,8 +104,9 @@ class Faults:
         for p, m in enumerate(self._partitions):
             for g, group in enumerate(m.groups):
                 labels[p, list(group)] = g + 1
-        self._labels, self._size = labels, n
-        return self
+        sized = copy.copy(self)
+        sized._labels, sized._size = labels, n
+        return sized
 
     @property
     def has_crashes(self) -> bool:
@@ -161,6 +167,9 @@ class Faults:
                    & self._window(o[:, 2], o[:, 3], t, xp))
             out = out | xp.any(hit)
         if self._partitions:
+            if self._labels is None:
+                raise ValueError("Faults.lost: a Partition needs the number of agents; use "
+                                 "faults.check_size(n).lost(...) (runs and communicators do).")
             labels = self._int(self._labels, xp)
             lo = self._int(np.array([m.start for m in self._partitions]), xp)
             hi = self._int(np.array([m.end for m in self._partitions]), xp)
