@@ -125,7 +125,7 @@ def test_mpi_ranks_times_inside_two_ranks(tmp_path):
 
 #: The command-line programs of the benchmarks package (``python -m benchmarks.<name>``).
 PROGRAMS = ["asv_offline", "compare", "cost_report", "dgd_ranks", "mixing_scaling",
-            "many_agents", "mpi_exchange", "mpi_ranks", "pattern_compile", "topology_table"]
+            "many_agents", "mpi_exchange", "mpi_ranks", "multi_device", "pattern_compile", "small_step", "topology_table"]
 
 
 def test_every_benchmark_program_runs_as_a_module_of_the_package(tmp_path):
