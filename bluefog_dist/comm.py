@@ -56,7 +56,10 @@ def _mpi():
     except ImportError as err:  # pragma: no cover - depends on the install
         raise ImportError(
             "bluefog_dist needs mpi4py and mpi4jax built against the same MPI; install them "
-            "with tools/setup_env.sh (or `pip install -e .[mpi]`). Check with `bfrun --check`."
+            "in two steps (pip install mpich mpi4py, then MPI4JAX_BUILD_MPICC=<env>/bin/mpicc "
+            "pip install --no-build-isolation mpi4jax; on a cluster use the site MPI's mpicc): "
+            "see the README's section 'Installing with pip, on a laptop or a cluster'. Check "
+            "with `bfrun --check`."
         ) from err
     return MPI
 

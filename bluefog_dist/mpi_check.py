@@ -22,7 +22,7 @@ REBUILD_FIX = (
     "    CUDA_ROOT=$(mktemp -d) MPI4JAX_BUILD_MPICC={mpicc} \\\n"
     "        {python} -m pip install --no-cache-dir --no-build-isolation --force-reinstall "
     "--no-deps mpi4jax\n"
-    "or recreate the environment with tools/setup_env.sh (it does exactly this)."
+    "(the README's section 'Installing with pip, on a laptop or a cluster' has every step)."
 )
 
 _CHECK_SCRIPT = r"""
@@ -115,8 +115,8 @@ def _missing_module_fix(python: str, module: str) -> str:
                 f"    bfrun -np N {own} your_script.py   (bfrun does this for a bare 'python')\n"
                 f"or activate the environment first: source {own.parent}/activate")
     packages = "mpich mpi4py" if module == "mpi4py" else module
-    return (f"Fix: {python} -m pip install {packages}, or recreate the environment with "
-            "tools/setup_env.sh.")
+    return (f"Fix: {python} -m pip install {packages} (for mpi4jax, first the two steps of the "
+            "README's section 'Installing with pip, on a laptop or a cluster').")
 
 
 def check_mpi_stack(python: str | None = None, timeout: float = 120.0) -> tuple[bool, str]:

@@ -74,6 +74,10 @@ def _groups_model(p) -> None:
     g = p.add_argument_group("optimizer")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default="dmsgd", help="local optimizer")
     g.add_argument("--lr", type=float, default=0.1, help="step size (positive, finite)")
+    g.add_argument("--lr-schedule", choices=("constant", "cosine", "warmup_cosine"),
+                   default="constant", help="optax schedule of the step size (peak --lr)")
+    g.add_argument("--warmup-steps", type=int, default=0,
+                   help="linear warm-up steps of --lr-schedule warmup_cosine")
     g.add_argument("--momentum", type=float, default=0.9, help="in [0, 1)")
     g.add_argument("--batch-size", type=int, default=16, help="minibatch per agent")
     g.add_argument("--l2", type=float, default=0.0, help="weight decay (finite, >= 0)")
@@ -114,12 +118,40 @@ def _groups_output(p) -> None:
                         "--checkpoint-dir (they are deleted once this run's first is written)")
 
 
+def _apply_config_file(parser, argv: list) -> None:
+    """``--config run.toml``: its keys (option names, ``-`` or ``_``) become the parser's
+    defaults, so flags on the command line override them."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, _ = pre.parse_known_args(argv)
+    if not known.config:
+        return
+    import tomllib
+
+    try:
+        with open(known.config, "rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise ValueError(f"--config {known.config!r} cannot be read as TOML: {err}") from None
+    dests = {a.dest for a in parser._actions} - {"help", "config"}
+    values = {str(k).replace("-", "_"): v for k, v in data.items()}
+    unknown = sorted(set(values) - dests)
+    if unknown:
+        raise ValueError(f"--config {known.config!r}: unknown option(s) {unknown}; expected "
+                         f"option names of bluefog-train --help, e.g. steps = 1000, "
+                         f"lr-schedule = \"cosine\".")
+    parser.set_defaults(**values)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``bluefog-train`` argument parser (option names are stable; ``--help`` shows defaults)."""
     p = argparse.ArgumentParser(
         prog="bluefog-train", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Decentralized training of a small classifier on scikit-learn's digits "
                     "(or synthetic data) in the vmap simulator or under MPI.")
+    p.add_argument("--config", default=None, metavar="RUN.toml",
+                   help="TOML file of options (names as on the command line); flags given "
+                        "on the command line override it")
     _groups_run(p)
     _groups_model(p)
     _groups_output(p)
@@ -172,7 +204,13 @@ def main(argv=None) -> int:
     from .training import TrainingDiverged, TrainingStopped, train
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    cfg = vars(build_parser().parse_args(argv))
+    parser = build_parser()
+    try:
+        _apply_config_file(parser, argv)
+    except ValueError as err:
+        print(f"bluefog-train: error: {err}", file=sys.stderr)
+        return 2
+    cfg = vars(parser.parse_args(argv))
     cfg["command_line"] = ["bluefog-train"] + argv
     try:
         results = train(cfg, progress=True if cfg["progress"] else False)

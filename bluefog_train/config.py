@@ -81,6 +81,18 @@ def _check_reals(cfg: dict) -> None:
                                        high=1.0, low_open=True, example="--consensus-step 0.5")
 
 
+def _check_schedule(cfg: dict) -> None:
+    """``--lr-schedule`` is one of the known names; its warm-up fits inside ``--steps``."""
+    from bluefog.validation import check_choice
+
+    cfg["lr_schedule"] = check_choice(cfg["lr_schedule"], "--lr-schedule",
+                                      ("constant", "cosine", "warmup_cosine"))
+    cfg["warmup_steps"] = check_nonnegative_int(cfg["warmup_steps"], "--warmup-steps")
+    if cfg["lr_schedule"] == "warmup_cosine" and not cfg["warmup_steps"] < cfg["steps"]:
+        raise ValueError(f"--warmup-steps must be smaller than --steps={cfg['steps']} with "
+                         f"--lr-schedule warmup_cosine; got {cfg['warmup_steps']}.")
+
+
 def _check_compression(cfg: dict) -> None:
     """``--compress`` must parse and fit the optimizer (CHOCO: neighbor, ATC)."""
     if not cfg["compress"]:
@@ -137,10 +149,13 @@ def validate_config(cfg: dict) -> dict:
     cfg.setdefault("consensus_step", 0.5)
     for key in ("metrics_csv", "tensorboard", "wandb", "wandb_project"):
         cfg.setdefault(key, None)
+    cfg.setdefault("lr_schedule", "constant")
+    cfg.setdefault("warmup_steps", 0)
     cfg["backend"] = resolve_backend(cfg)
     _check_ints(cfg)
     _check_reals(cfg)
     _check_compression(cfg)
+    _check_schedule(cfg)
     if (cfg["checkpoint_every"] or cfg["resume"]) and not cfg["checkpoint_dir"]:
         raise ValueError("--checkpoint-every and --resume need --checkpoint-dir DIR.")
     cfg["record_every_derived"] = cfg["record_every"] is None

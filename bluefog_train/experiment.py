@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-__all__ = ["TOPOLOGIES", "OPTIMIZERS", "make_topology", "make_optimizer",
+__all__ = ["TOPOLOGIES", "OPTIMIZERS", "make_topology", "make_optimizer", "make_lr",
            "classification_metrics", "make_experiment"]
 
 #: Topology names accepted by ``--topology`` / ``--machine-topology``.
@@ -74,6 +74,26 @@ def parse_compressor(spec: str):
     return parse(spec)
 
 
+def make_lr(cfg: dict):
+    r"""The step size of ``--lr`` and ``--lr-schedule`` (an optax schedule, or a float).
+
+    With peak :math:`\gamma` = ``--lr``, :math:`T` = ``--steps`` and :math:`w` =
+    ``--warmup-steps``: ``constant`` :math:`\gamma_t = \gamma`; ``cosine``
+    :math:`\gamma_t = \tfrac{\gamma}{2}(1 + \cos(\pi t / T))`; ``warmup_cosine`` linear from 0
+    to :math:`\gamma` over :math:`w` steps, then cosine to 0 at :math:`T` (Loshchilov & Hutter,
+    "SGDR", ICLR 2017; Goyal et al., arXiv:1706.02677 for the warm-up). :math:`t` is the
+    optimizer's step counter, so a resumed run continues the same schedule.
+    """
+    import optax
+
+    kind = cfg.get("lr_schedule") or "constant"
+    if kind == "constant":
+        return cfg["lr"]
+    if kind == "cosine":
+        return optax.cosine_decay_schedule(cfg["lr"], cfg["steps"])
+    return optax.warmup_cosine_decay_schedule(0.0, cfg["lr"], cfg["warmup_steps"], cfg["steps"])
+
+
 def make_optimizer(cfg: dict, machine_topology):
     r"""The decentralized optimizer named by ``cfg["optimizer"]`` (one of :data:`OPTIMIZERS`).
 
@@ -94,7 +114,7 @@ def make_optimizer(cfg: dict, machine_topology):
     common = dict(communication=cfg["communication"],
                   steps_per_communication=cfg["steps_per_communication"],
                   machine_topology=machine_topology)
-    name, lr, beta = cfg["optimizer"], cfg["lr"], cfg["momentum"]
+    name, lr, beta = cfg["optimizer"], make_lr(cfg), cfg["momentum"]
     compression = {}
     if cfg.get("compress"):  # checked by bluefog_train.config.validate_config
         compression = dict(compressor=parse_compressor(cfg["compress"]),
@@ -109,7 +129,8 @@ def make_optimizer(cfg: dict, machine_topology):
              "adam": lambda: optax.adam(lr)}[name]()
     return decentralized(inner, style=cfg["style"],
                          name=f"{cfg['style']}-{name}" + ("-choco" if compression else ""),
-                         config={"inner": name, "lr": lr, "momentum": beta}, **common,
+                         config={"inner": name, "lr": cfg["lr"], "momentum": beta,
+                                 "lr_schedule": cfg.get("lr_schedule") or "constant"}, **common,
                          **compression)
 
 

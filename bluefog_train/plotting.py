@@ -56,7 +56,7 @@ def plot_history(results: dict, path: str) -> None:
     if per:
         ax[1, 1].bar(np.arange(len(per)), 100 * np.asarray(per))
         ax[1, 1].set(title="final test accuracy per agent (%)", xlabel="agent",
-                     ylim=(max(0, 100 * min(per) - 10), 100))
+                     ylim=(0, 100))  # a fraction: the axis starts at zero
     else:
         ax[1, 1].axis("off")
     cfg = results["config"]

@@ -23,7 +23,13 @@ class NeighborValues(NamedTuple):
     values : pytree, each leaf of shape ``(R, *leaf.shape)``
         What this agent received in each of the ``R`` schedule rounds.
     sources : int32 array, shape ``(R,)``
-        The sending agent of each round.
+        The sending agent of each round. The slots are in **schedule-round order** (round
+        ``r`` of the compiled schedule), not Bluefog's order (in-neighbors sorted by rank);
+        a padding slot may name a real agent, with weight 0. Bluefog's order, with the
+        padding slots last::
+
+            order = jnp.argsort(jnp.where(nv.weights > 0, nv.sources, comm.size))
+            sorted_values = jax.tree_util.tree_map(lambda v: v[order], nv.values)
     weights : array, shape ``(R,)``
         ``W[i, sources[r]]``; 0 marks a padding exchange (not an in-neighbor).
     """
