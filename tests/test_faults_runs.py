@@ -27,11 +27,13 @@ def x64():
         yield
 
 
-def _reference(W, X0, steps, f, rule):
-    n = len(W)
+def _reference(W_of, X0, steps, f, rule):
+    """Dense faulty consensus; ``W_of`` is ``W`` or a function ``t -> W(t)``."""
+    n = len(X0)
     X, mem_v, mem_w = X0.copy(), np.zeros((n, n) + X0.shape[1:]), np.zeros((n, n))
-    edge = (W != 0) & ~np.eye(n, dtype=bool)
     for t in range(steps):
+        W = W_of(t) if callable(W_of) else W_of
+        edge = (W != 0) & ~np.eye(n, dtype=bool)
         for k in range(n):
             if f.reset_now(t, k):
                 X[k] = X0[k]
@@ -72,6 +74,18 @@ def test_faulty_consensus_trajectory_equals_the_dense_reference(x64, rule):
                                 record_every=steps)
         np.testing.assert_allclose(np.asarray(r.params),
                                    np.linalg.matrix_power(topo.weights, steps) @ X0, atol=1e-13)
+
+
+def test_time_varying_topology_under_faults_equals_the_dense_reference(x64):
+    topo, steps = one_peer_exponential_graph(N), 12
+    X0 = np.random.default_rng(4).normal(size=(N, 2))
+    f = Faults(MessageLoss(0.3, seed=2), NodeCrash(1, at=3, rejoin=7), rule="absorb")
+    r = bluefog_sim.run(A.consensus(), P.quadratic(X0), topo, steps, x0=jnp.asarray(X0),
+                        faults=f, record_every=steps)
+    ref = _reference(lambda t: topo.at(t).weights, X0, steps, f.check_size(N), "absorb")
+    np.testing.assert_allclose(np.asarray(r.params), ref, rtol=0, atol=1e-13)
+    assert np.abs(ref - _reference(lambda t: topo.at(t).weights, X0, steps, Faults(),
+                                   "absorb")).max() > 1e-3
 
 
 def test_no_fault_models_give_the_fault_free_mix(x64):
