@@ -88,7 +88,13 @@ def _groups_model(p) -> None:
                    help="record every agent's own test accuracy (mean/min/max) at every record "
                         "(one forward pass of every agent over the test set per record; the "
                         "final per-agent accuracies are always reported)")
-    g.add_argument("--data", choices=("digits", "synthetic"), default="digits", help="data set")
+    g.add_argument("--data", "--dataset", dest="data", default="digits",
+                   choices=("digits", "synthetic", "mnist", "fashion_mnist", "cifar10"),
+                   help="data set (mnist, fashion_mnist, cifar10: from --data-dir)")
+    g.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="directory of the MNIST/Fashion-MNIST IDX or CIFAR-10 binary files")
+    g.add_argument("--data-verify", choices=("warn", "strict", "off"), default="warn",
+                   help="check the files' MD5 against the official ones")
     g.add_argument("--synthetic-samples", type=int, default=20000, help="size of --data synthetic")
     g.add_argument("--split", choices=PARTITIONS, default="iid", help="split across agents")
     g.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration")

@@ -21,7 +21,7 @@ __all__ = ["RUNTIME_KEYS", "resume_key", "default_record_every", "resolve_backen
 RUNTIME_KEYS = ("steps", "resume", "out", "plot", "progress", "checkpoint_dir",
                 "checkpoint_every", "keep", "backend", "overwrite", "allow_nonfinite",
                 "record_every_derived", "metrics_csv", "tensorboard", "wandb", "wandb_project",
-                "config", "command_line")
+                "config", "command_line", "data_dir", "data_verify")
 
 
 def resume_key(cfg: dict) -> dict:
@@ -149,6 +149,8 @@ def validate_config(cfg: dict) -> dict:
     cfg.setdefault("consensus_step", 0.5)
     for key in ("metrics_csv", "tensorboard", "wandb", "wandb_project"):
         cfg.setdefault(key, None)
+    cfg.setdefault("data_dir", None)
+    cfg.setdefault("data_verify", "warn")
     cfg.setdefault("lr_schedule", "constant")
     cfg.setdefault("warmup_steps", 0)
     cfg["backend"] = resolve_backend(cfg)

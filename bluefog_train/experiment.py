@@ -206,11 +206,12 @@ def make_experiment(cfg: dict) -> dict:
     ``bytes_per_step`` (bytes sent per agent per step,
     :func:`algorithms.optim.communication_bytes_per_step`) and ``label_histogram`` (per-agent label counts).
     """
-    from .data import label_histogram, load_digits, partition, synthetic_classification
-    from .models import MODELS, classification_problem
-    from algorithms.optim import communication_bytes_per_step
+    from .data import load_digits, partition, synthetic_classification
+    from .datasets import DATASETS
 
     n = cfg["agents"]
+    if cfg["data"] in DATASETS:
+        return _files_experiment(cfg, n)
     if cfg["data"] == "digits":
         X_tr, y_tr, X_te, y_te = load_digits(seed=cfg["seed"])
     else:
@@ -218,8 +219,34 @@ def make_experiment(cfg: dict) -> dict:
         cut = int(0.8 * len(y))
         X_tr, y_tr, X_te, y_te = X[:cut], y[:cut], X[cut:], y[cut:]
     Xs, ys = partition(X_tr, y_tr, n, cfg["split"], alpha=cfg["alpha"], seed=cfg["seed"])
+    return _assemble(cfg, n, Xs, ys, X_te, y_te)
+
+
+def _files_experiment(cfg: dict, n: int) -> dict:
+    """MNIST / Fashion-MNIST / CIFAR-10 from ``--data-dir`` (:mod:`bluefog_train.datasets`)."""
+    from .datasets import load_agent_shards, load_dataset
+
+    if not cfg.get("data_dir"):
+        raise ValueError(f"--data {cfg['data']} needs --data-dir DIR, the directory of its "
+                         "files (see bluefog_train/datasets.py for names and sources).")
+    if cfg["model"] != "mlp":
+        raise ValueError(f"--model {cfg['model']} is the 8x8 digits CNN; use --model mlp with "
+                         f"--data {cfg['data']}.")
+    verify = cfg.get("data_verify") or "warn"
+    Xs, ys = load_agent_shards(cfg["data"], cfg["data_dir"], n, method=cfg["split"],
+                               alpha=cfg["alpha"], seed=cfg["seed"], verify=verify)
+    X_te, y_te = load_dataset(cfg["data"], cfg["data_dir"], "test", verify="off")
+    return _assemble(cfg, n, Xs, ys, X_te, y_te)
+
+
+def _assemble(cfg: dict, n: int, Xs, ys, X_te, y_te) -> dict:
+    """The experiment dict of :func:`make_experiment` from the agents' shards and a test set."""
+    from .data import label_histogram
+    from .models import MODELS, classification_problem
+    from algorithms.optim import communication_bytes_per_step
+
     if cfg["model"] == "mlp":
-        model = MODELS["mlp"](hidden=tuple(cfg["hidden"]))
+        model = MODELS["mlp"](hidden=tuple(cfg["hidden"]), input_dim=int(Xs.shape[-1]))
     else:
         model = MODELS["cnn"]()
     problem = classification_problem(model, Xs, ys, batch_size=cfg["batch_size"], seed=cfg["seed"],

@@ -1,0 +1,113 @@
+"""MNIST / Fashion-MNIST (IDX) and CIFAR-10 (binary batches) loaders on tiny files written
+here in those formats (bytes built by hand with ``struct``), their checksums, agent shards
+and ``bluefog-train --dataset mnist --data-dir DIR``."""
+
+import gzip
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from algorithms.problems import split_dataset
+from bluefog_train.datasets import load_agent_shards, load_dataset, read_idx
+
+RNG = np.random.default_rng(0)
+
+
+def _idx_bytes(a: np.ndarray) -> bytes:
+    return bytes([0, 0, 8, a.ndim]) + struct.pack(f">{a.ndim}I", *a.shape) + a.tobytes()
+
+
+def write_mnist(d, n_train=200, n_test=40, gz=True):
+    arrays = {}
+    for stem, n in (("train", n_train), ("t10k", n_test)):
+        X = RNG.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        y = (np.arange(n) % 10).astype(np.uint8)
+        arrays[stem] = (X, y)
+        for kind, a in (("images-idx3", X), ("labels-idx1", y)):
+            name = d / f"{stem}-{kind}-ubyte"
+            data = _idx_bytes(a)
+            if gz:
+                with gzip.open(str(name) + ".gz", "wb") as fh:
+                    fh.write(data)
+            else:
+                name.write_bytes(data)
+    return arrays
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_idx_round_trip_and_rows(tmp_path, gz):
+    arrays = write_mnist(tmp_path, gz=gz)
+    X, y = load_dataset("mnist", tmp_path, "train", verify="off")
+    np.testing.assert_array_equal(X, arrays["train"][0].reshape(200, 784) / np.float32(255))
+    np.testing.assert_array_equal(y, arrays["train"][1])
+    rows = [5, 0, 199]
+    sub = read_idx(tmp_path / ("train-images-idx3-ubyte" + (".gz" if gz else "")), rows)
+    np.testing.assert_array_equal(sub, arrays["train"][0][rows])
+    Xt, yt = load_dataset("fashion_mnist", tmp_path, "test", verify="off")  # same format
+    assert Xt.shape == (40, 784) and yt.dtype == np.int32
+
+
+def test_agent_shards_are_rows_of_the_full_split(tmp_path):
+    arrays = write_mnist(tmp_path, gz=False)
+    X_full = arrays["train"][0].reshape(200, 784) / np.float32(255)
+    Xs, ys = split_dataset(X_full, arrays["train"][1].astype(np.int32), 8, "dirichlet",
+                           alpha=0.3, seed=4)
+    X2, y2 = load_agent_shards("mnist", tmp_path, 8, [2, 5], method="dirichlet", alpha=0.3,
+                               seed=4, verify="off")
+    np.testing.assert_array_equal(X2, np.asarray(Xs)[[2, 5]])
+    np.testing.assert_array_equal(y2, np.asarray(ys)[[2, 5]])
+
+
+def test_checksums_missing_files_and_corruption(tmp_path):
+    write_mnist(tmp_path)
+    with pytest.raises(ValueError, match="differs from the official f68b3c2dcbeaaa9fbdd348bbdeb94873"):
+        load_dataset("mnist", tmp_path, verify="strict")
+    with pytest.warns(RuntimeWarning, match="differs from the official"):
+        load_dataset("mnist", tmp_path, verify="warn")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"t10k-images-idx3-ubyte.gz.*not found in "
+                                                r".*yann.lecun.com/exdb/mnist"):
+        load_dataset("mnist", tmp_path / "empty", "test")
+    with pytest.raises(FileNotFoundError, match="does not exist. Download the files from"):
+        load_dataset("mnist", tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="cifar-10-binary.tar.gz"):
+        load_dataset("cifar10", tmp_path)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x09\x03")
+    (tmp_path / "bad" / "train-labels-idx1-ubyte").write_bytes(_idx_bytes(np.zeros(3, np.uint8)))
+    with pytest.raises(ValueError, match="not an IDX file of unsigned bytes"):
+        load_dataset("mnist", tmp_path / "bad", verify="off")
+
+
+def test_cifar10_binary_batches(tmp_path):
+    d = tmp_path / "cifar-10-batches-bin"
+    d.mkdir()
+    recs = {}
+    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        r = RNG.integers(0, 256, (4, 3073), dtype=np.uint8)
+        r[:, 0] %= 10
+        recs[name] = r
+        (d / name).write_bytes(r.tobytes())
+    X, y = load_dataset("cifar10", tmp_path, "train")
+    train = np.concatenate([recs[f"data_batch_{i}.bin"] for i in range(1, 6)])
+    np.testing.assert_array_equal(y, train[:, 0])
+    np.testing.assert_array_equal(X, train[:, 1:] / np.float32(255))
+    (d / "test_batch.bin").write_bytes(b"\x01" * 100)
+    with pytest.raises(ValueError, match="not a whole number of 3073-byte"):
+        load_dataset("cifar10", tmp_path, "test")
+
+
+def test_bluefog_train_on_mnist_files(tmp_path, capsys):
+    from bluefog_train.cli import main
+
+    write_mnist(tmp_path)
+    out = tmp_path / "r.json"
+    assert main(["--dataset", "mnist", "--data-dir", str(tmp_path), "--data-verify", "off",
+                 "--agents", "4", "--hidden", "8", "--steps", "10", "--record-every", "5",
+                 "--no-progress", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["config"]["data"] == "mnist" and len(r["per_agent_test_accuracy"]) == 4
+    assert main(["--dataset", "mnist", "--data-dir", str(tmp_path / "none"), "--steps", "10"]) == 2
+    assert "yann.lecun.com/exdb/mnist" in capsys.readouterr().err
