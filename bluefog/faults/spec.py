@@ -25,6 +25,13 @@ Receiver rules (what agent ``i`` computes when some messages of its row did not 
     A missing message is replaced by the last value received on that link (before any
     arrives, the link is left out as in ``"renormalise"``). This needs per-link memory,
     which lives in the algorithm's state (see :func:`bluefog.faults.with_faults`).
+
+References
+----------
+F. Fagnani and S. Zampieri, "Average consensus with packet drop communication", SIAM J.
+Control Optim. 48(1), 102-133 (2009) (receiver compensation rules for dropped messages);
+C. N. Hadjicostis, A. D. Dominguez-Garcia, T. Charalambous, "Robust distributed average
+consensus via exchange of running sums", IEEE TAC 61(6) (2016) (last value received per link).
 """
 
 from __future__ import annotations
