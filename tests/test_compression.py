@@ -158,3 +158,51 @@ def test_parse(spec, name):
 def test_parse_refuses(spec, exc, match):
     with pytest.raises(exc, match=match):
         C.parse(spec)
+
+
+def _np_top_k(x, k):
+    out = np.zeros_like(x)
+    idx = np.argsort(-np.abs(x), kind="stable")[:k]
+    out[idx] = x[idx]
+    return out
+
+
+def _np_blockwise(x, bits, block):
+    levels = 2 ** (bits - 1) - 1
+    xb = np.pad(x, (0, (-len(x)) % block)).reshape(-1, block)
+    scale = np.abs(xb).max(axis=1, keepdims=True) / levels
+    q = np.clip(np.round(xb / np.where(scale > 0, scale, 1.0)), -levels, levels)
+    return (q * scale).reshape(-1)[:len(x)]
+
+
+@pytest.mark.parametrize("comp,reference", [
+    (C.top_k(0.1), lambda x: _np_top_k(x, 26)),
+    (C.blockwise(8, 64), lambda x: _np_blockwise(x, 8, 64)),
+    (C.blockwise(4, 32), lambda x: _np_blockwise(x, 4, 32)),
+    (C.scaled_sign(), lambda x: np.abs(x).sum() / len(x) * np.where(x >= 0, 1.0, -1.0)),
+    (C.cast("float16"), lambda x: x.astype(np.float16).astype(np.float32)),
+    (C.chain(C.top_k(0.1), C.blockwise(8, 16)),
+     lambda x: _chain_reference(x)),
+], ids=lambda c: getattr(c, "name", ""))
+def test_roundtrip_equals_a_numpy_reference(comp, reference):
+    x = np.asarray(_x(7))
+    got = np.asarray(C.roundtrip(comp, jnp.asarray(x), jax.random.PRNGKey(0)))
+    np.testing.assert_allclose(got, reference(x.astype(np.float64)).astype(np.float32),
+                               rtol=1e-6, atol=1e-6)
+
+
+def _chain_reference(x):
+    """top-26 entries, their values quantised in blocks of 16 in the order top-k sends them
+    (descending magnitude)."""
+    idx = np.argsort(-np.abs(x), kind="stable")[:26]
+    out = np.zeros_like(x)
+    out[idx] = _np_blockwise(x[idx], 8, 16)
+    return out
+
+
+@pytest.mark.parametrize("comp", [C.top_k(0.5), C.blockwise(8, 4), C.scaled_sign()],
+                         ids=lambda c: c.name)
+def test_non_float_input_is_refused(comp):
+    with pytest.raises(TypeError, match=r"compressors take floating-point arrays .* dtype int32"):
+        C.roundtrip(comp, {"w": jnp.ones(3), "steps": jnp.arange(8, dtype=jnp.int32)},
+                    jax.random.PRNGKey(0))

@@ -72,8 +72,15 @@ def _leaf_keys(key, n: int):
 
 def compress_tree(compressor: Compressor, tree, key) -> list:
     """Compress every leaf of ``tree`` (flattened to 1-D) with its own key; returns the list
-    of payloads in ``jax.tree_util`` leaf order."""
+    of payloads in ``jax.tree_util`` leaf order. A non-floating leaf raises ``TypeError``."""
     leaves = jax.tree_util.tree_leaves(tree)
+    for leaf in leaves:
+        dtype = jnp.result_type(leaf)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise TypeError(
+                f"{compressor.name}: compressors take floating-point arrays (their payloads "
+                f"approximate real values); got a leaf of dtype {dtype}. Cast it with "
+                f"x.astype(jnp.float32), or send integer data uncompressed.")
     keys = _leaf_keys(key, len(leaves))
     return [compressor.compress(jnp.ravel(leaf), k) for leaf, k in zip(leaves, keys)]
 
