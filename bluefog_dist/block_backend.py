@@ -15,7 +15,7 @@ import numpy as np
 
 from bluefog.engine import agent_key
 
-from . import failfast
+from . import failfast, heartbeat
 from .block_comm import BlockComm
 from .mpi_backend import MpiBackend
 
@@ -37,6 +37,7 @@ class BlockBackend(MpiBackend):
 
     def __init__(self, comm: BlockComm, error: Exception | None = None):
         failfast.install()  # an uncaught exception on one rank ends the job, never a hang
+        heartbeat.start()  # under bfrun --max-restarts: a stalled rank is seen
         self.comm = comm
         self.size = comm.size
         self.rank = comm.rank_index

@@ -35,6 +35,11 @@ slower exchanges without them). On Linux it also sets ``GLIBC_TUNABLES=glibc.mal
 on transparent huge pages, which cut page faults per 64 MiB exchange from ~12,000 to ~300
 (:func:`large_message_env`).
 
+Restarting: ``bfrun --max-restarts K`` relaunches a job whose rank died or stalled (no
+heartbeat for ``--heartbeat-timeout`` seconds, default 60; optionally no progress for
+``--progress-timeout``) up to K times; the program resumes from its newest complete
+checkpoint (:mod:`bluefog_dist.restart` states the contract).
+
 Stopping: ``SIGTERM``, ``SIGINT`` and ``SIGHUP`` sent to ``bfrun`` stop the whole job
 (``mpiexec``, its proxies, every rank) and ``bfrun`` waits for it; what is left after
 ``--grace`` seconds (default 5) is killed (:mod:`bluefog_dist.supervise`). A job started in
@@ -54,6 +59,7 @@ from pathlib import Path
 
 from .slurm import fill_from_allocation
 from .mpi_check import REBUILD_FIX, check_mpi_stack, compare_mpi_versions
+from .restart import HEARTBEAT_TIMEOUT, supervise_restarts
 from .supervise import GRACE_SECONDS, run_job
 
 __all__ = ["main", "build_command", "find_mpiexec", "mpi_flavour", "check_mpi_stack",
@@ -234,11 +240,39 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-hugepages", action="store_true",
                    help="do not set GLIBC_TUNABLES=glibc.malloc.hugetlb=1 for the ranks (set by "
                         "default: fewer page faults on large messages)")
+    _restart_options(p)
     p.add_argument("--check", action="store_true", help="only check mpi4py/mpi4jax and exit")
     p.add_argument("--skip-check", action="store_true", help="do not check the MPI stack")
     p.add_argument("--dry-run", action="store_true", help="print the mpiexec command and exit")
     p.add_argument("program", nargs=argparse.REMAINDER, help="program and its arguments")
     return p
+
+
+def _restart_options(p) -> None:
+    """``--max-restarts``, ``--heartbeat-timeout``, ``--progress-timeout``
+    (:mod:`bluefog_dist.restart`)."""
+    g = p.add_argument_group("fault tolerance (bluefog_dist.restart)")
+    g.add_argument("--max-restarts", type=int, default=0, metavar="K",
+                   help="relaunch a failed job (a rank died or stalled) up to K times; the "
+                        "program sees BLUEFOG_RESTART_COUNT and resumes from its newest "
+                        "complete checkpoint (bluefog-train does so by itself)")
+    g.add_argument("--heartbeat-timeout", type=float, default=HEARTBEAT_TIMEOUT,
+                   metavar="SECONDS", help="with --max-restarts: a rank whose heartbeat is "
+                                           "older than this is stalled (SIGSTOP, frozen node)")
+    g.add_argument("--progress-timeout", type=float, default=None, metavar="SECONDS",
+                   help="with --max-restarts: a rank whose step has not advanced for this long "
+                        "is stalled (endless compute, deadlock); off by default")
+
+
+def _check_restart_options(args, parser) -> None:
+    if args.max_restarts < 0:
+        parser.error(f"--max-restarts must be >= 0; got {args.max_restarts}. Example: "
+                     "--max-restarts 3")
+    for name in ("heartbeat_timeout", "progress_timeout"):
+        value = getattr(args, name)
+        if value is not None and not 0 < value < float("inf"):
+            parser.error(f"--{name.replace('_', '-')} must be a positive finite number of "
+                         f"seconds; got {value}. Example: --{name.replace('_', '-')} 30")
 
 
 def _program(args, parser) -> tuple[list[str], str | None]:
@@ -288,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.grace > 0 or args.grace == float("inf"):
         parser.error(f"--grace must be a positive finite number of seconds; got {args.grace}. "
                      "Example: --grace 30")
+    _check_restart_options(args, parser)
     program, interpreter = _program(args, parser)
     env = _rank_env(args, parser)
     try:
@@ -311,6 +346,13 @@ def main(argv: list[str] | None = None) -> int:
         if not ok:
             print(report, file=sys.stderr)
             return 1
+    if args.max_restarts:
+        return supervise_restarts(
+            lambda extra: build_command(mpiexec, flavour, args.np, program, hosts=args.hosts,
+                                        hostfile=args.hostfile, env={**env, **extra},
+                                        extra=shlex.split(args.mpi_args)),
+            {**os.environ, **env}, max_restarts=args.max_restarts, grace=args.grace,
+            heartbeat_timeout=args.heartbeat_timeout, progress_timeout=args.progress_timeout)
     return run_job(cmd, {**os.environ, **env}, grace=args.grace)
 
 

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from bluefog.engine import CallbackError, agent_key
 
-from . import failfast
+from . import failfast, heartbeat
 from .agreement import agree
 from .comm import MpiComm
 
@@ -27,6 +27,7 @@ class MpiBackend:
 
     def __init__(self, comm: MpiComm):
         failfast.install()  # an uncaught exception on one rank ends the job, never a hang
+        heartbeat.start()  # under bfrun --max-restarts: a stalled rank is seen
         self.comm = comm
         self.size = comm.size
         self.rank = comm.rank()

@@ -110,8 +110,23 @@ def _install(received: list[int]) -> dict:
     return previous
 
 
+def _stop_stalled(child, pid: int, remembered: dict) -> None:
+    """``SIGKILL`` the stalled rank ``pid`` (if it belongs to the job; else the whole job):
+    ``mpiexec`` then sees a dead rank and ends the others itself."""
+    job = job_processes(child.pid)
+    remembered.update(job)
+    if pid in job:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            return
+        except OSError:
+            pass
+    child.kill()
+    _kill_remembered(remembered)
+
+
 def run_job(cmd: list[str], env: dict, *, grace: float = GRACE_SECONDS,
-            poll: float = 0.05) -> int:
+            poll: float = 0.05, watch=None, signals: list | None = None) -> int:
     """Run ``cmd`` (an ``mpiexec`` command line) and stop the whole job if ``bfrun`` is stopped.
 
     Parameters
@@ -121,9 +136,16 @@ def run_job(cmd: list[str], env: dict, *, grace: float = GRACE_SECONDS,
     env : dict
         Its environment.
     grace : float
-        Seconds between forwarding the first stop signal and ``SIGKILL`` of what is left.
+        Seconds between forwarding the first stop signal (or stopping a stalled rank) and
+        ``SIGKILL`` of what is left.
     poll : float
         Seconds between checks of the job's state.
+    watch : callable ``() -> int or None``, optional
+        Called at every check; a returned pid is a stalled rank
+        (:class:`bluefog_dist.restart.Watchdog`): it gets ``SIGKILL`` and what is left of the
+        job after ``grace`` seconds too.
+    signals : list, optional
+        Receives the numbers of the stop signals ``bfrun`` got.
 
     Returns
     -------
@@ -138,7 +160,7 @@ def run_job(cmd: list[str], env: dict, *, grace: float = GRACE_SECONDS,
     ignore ``SIGINT``); MPICH's Hydra process manager, which relays ``SIGINT``/``SIGTERM``
     from ``mpiexec`` to every rank.
     """
-    received: list[int] = []
+    received: list[int] = [] if signals is None else signals
     previous = _install(received)
     try:
         child = subprocess.Popen(cmd, env=env)
@@ -151,6 +173,10 @@ def run_job(cmd: list[str], env: dict, *, grace: float = GRACE_SECONDS,
                 child.send_signal(FORWARDED[signal.Signals(received[forwarded])])
                 forwarded += 1
                 deadline = deadline or time.monotonic() + grace
+            stalled = watch() if watch is not None and deadline is None else None
+            if stalled is not None:
+                _stop_stalled(child, stalled, remembered)
+                deadline = time.monotonic() + grace
             if deadline is not None and time.monotonic() > deadline:
                 child.kill()
                 _kill_remembered(remembered)

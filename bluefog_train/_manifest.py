@@ -30,12 +30,25 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def build_manifest(state, step: int, metadata: dict) -> dict:
-    """The ``.npz`` members (name -> array) of a checkpoint of ``state``."""
+def flatten_state(state) -> list:
+    """``[(pytree path, contiguous array)]`` of ``state`` in ``jax.tree_util`` order.
+
+    A flat ``dict`` of NumPy arrays is flattened without importing JAX (sorted keys, paths
+    ``"['key']"``, exactly what ``jax.tree_util.keystr`` gives), so small writer processes
+    stay light.
+    """
+    if isinstance(state, dict) and all(isinstance(k, str) and isinstance(v, np.ndarray)
+                                       for k, v in state.items()):
+        return [(f"[{k!r}]", np.asarray(state[k], order="C")) for k in sorted(state)]
     import jax
 
     flat, _ = jax.tree_util.tree_flatten_with_path(state)
-    leaves = [(jax.tree_util.keystr(p), np.ascontiguousarray(np.asarray(v))) for p, v in flat]
+    return [(jax.tree_util.keystr(p), np.asarray(v, order="C")) for p, v in flat]
+
+
+def build_manifest(state, step: int, metadata: dict) -> dict:
+    """The ``.npz`` members (name -> array) of a checkpoint of ``state``."""
+    leaves = flatten_state(state)
     if not leaves:
         raise ValueError("state must contain at least one array; got an empty pytree.")
     manifest = {

@@ -197,6 +197,14 @@ def _write_outputs(results: dict, cfg: dict) -> None:
         print(f"wrote {cfg['plot']}")
 
 
+def _error(text: str) -> None:
+    """Print an error once: under MPI every rank raised the same (agreed) error, so only
+    rank 0 prints it."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is None or not mpi.Is_initialized() or mpi.COMM_WORLD.Get_rank() == 0:
+        print(text, file=sys.stderr, flush=True)
+
+
 def main(argv=None) -> int:
     """Entry point of the ``bluefog-train`` console script; returns the exit code.
 
@@ -221,18 +229,17 @@ def main(argv=None) -> int:
     try:
         results = train(cfg, progress=True if cfg["progress"] else False)
     except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"bluefog-train: error: {err}", file=sys.stderr)
+        _error(f"bluefog-train: error: {err}")
         return 2
     except TrainingDiverged as err:
-        print(f"bluefog-train: error: {err}", file=sys.stderr)
+        _error(f"bluefog-train: error: {err}")
         return 3
     except TrainingStopped as err:
-        print(f"bluefog-train: {err}", file=sys.stderr)
+        _error(f"bluefog-train: {err}")
         return err.exit_code
     except CallbackError as err:  # e.g. a full disk while writing a checkpoint
-        print(f"bluefog-train: error: writing a checkpoint failed: {err}. The checkpoints "
-              "written before are intact; free the space or fix the directory, then --resume.",
-              file=sys.stderr)
+        _error(f"bluefog-train: error: writing a checkpoint failed: {err}. The checkpoints "
+               "written before are intact; free the space or fix the directory, then --resume.")
         return 1
     if results is None:  # MPI rank > 0
         return 0

@@ -25,11 +25,12 @@ import time
 import numpy as np
 
 from . import checkpoint as ckpt
-from .backends import decide_on_root, make_backend
+from . import store
+from .backends import make_backend
+from .config import resume_key
 from .streaming import streaming
-from .config import resume_key, validate_config
 from .experiment import make_experiment
-from .paths import check_outputs
+from .startup import agreed_config
 from .stopping import StopSignals, TrainingStopped
 
 __all__ = ["TrainingDiverged", "TrainingStopped", "state_template", "train"]
@@ -103,44 +104,62 @@ def _config_differences(saved: dict, cfg: dict) -> list:
 
 
 def _restore(cfg: dict, backend, template):
-    """``(start, state, history, path)`` of the newest checkpoint that validates."""
-    directory, held = cfg["checkpoint_dir"], {}
-
-    def on_root():
-        path, stacked, manifest, skipped = ckpt.restore_latest(
-            directory, template,
-            check=lambda m, s: _check_metadata(m, s, cfg["allow_nonfinite"]))
+    """``(start, state, history, path, stacked)`` of the newest checkpoint every rank can use
+    (``stacked``: all agents' states, in the simulator only)."""
+    directory = cfg["checkpoint_dir"]
+    path, state, manifest, skipped = store.restore(
+        backend, directory, template,
+        check=lambda m, s: _check_metadata(m, s, cfg["allow_nonfinite"]))
+    if backend.rank == 0:
         for p, why in skipped:
             print(f"bluefog-train: skipping checkpoint {p}: {why}", file=sys.stderr)
-        if path is None:
-            raise FileNotFoundError(
-                f"--resume: no valid checkpoint in {directory!r}. Run without --resume first "
-                "(with --checkpoint-dir and --checkpoint-every).")
-        saved = manifest["metadata"]["config"]
-        diff = _config_differences(saved, cfg)
-        if diff:
-            raise ValueError(
-                f"--resume: the checkpoint {path} was written with a different configuration "
-                f"(differs in {diff}). Resume with the same options, or use a fresh "
-                "--checkpoint-dir.")
-        start = int(manifest["step"])
-        if start > cfg["steps"]:
-            raise ValueError(f"--resume: the checkpoint is at step {start} > --steps "
-                             f"{cfg['steps']}; pass --steps >= {start}.")
-        ahead = [p for p, _ in skipped if start < ckpt.step_of(p) <= cfg["steps"]]
-        if ahead and not cfg["overwrite"]:
-            raise ValueError(
-                f"--resume: {ahead[0]} was skipped and lies ahead of step {start}; continuing "
-                "would replace it. Move it out of --checkpoint-dir, or pass --overwrite.")
-        held["stacked"] = stacked
-        return start, manifest["metadata"]["history"], path, saved.get("record_every")
-
-    start, history, path, record_every = decide_on_root(backend, on_root)
-    if cfg["record_every_derived"] and record_every:
-        cfg["record_every"] = record_every
+    if path is None:
+        raise FileNotFoundError(
+            f"--resume: no valid checkpoint in {directory!r}. Run without --resume first "
+            "(with --checkpoint-dir and --checkpoint-every).")
+    saved = manifest["metadata"]["config"]
+    diff = _config_differences(saved, cfg)
+    if diff:
+        raise ValueError(
+            f"--resume: the checkpoint {path} was written with a different configuration "
+            f"(differs in {diff}). Resume with the same options, or use a fresh "
+            "--checkpoint-dir.")
+    start = int(manifest["step"])
+    if start > cfg["steps"]:
+        raise ValueError(f"--resume: the checkpoint is at step {start} > --steps "
+                         f"{cfg['steps']}; pass --steps >= {start}.")
+    ahead = [p for p, _ in skipped if start < store.step_of(p) <= cfg["steps"]]
+    if ahead and not cfg["overwrite"]:
+        raise ValueError(
+            f"--resume: {ahead[0]} was skipped and lies ahead of step {start}; continuing "
+            "would replace it. Move it out of --checkpoint-dir, or pass --overwrite.")
+    if cfg["record_every_derived"] and saved.get("record_every"):
+        cfg["record_every"] = saved["record_every"]
     if backend.rank == 0:
         print(f"resuming from step {start} (checkpoint {path})", flush=True)
-    return start, backend.scatter(held.get("stacked")), history, path, held.get("stacked")
+    stacked = state if backend.name != "mpi" else None
+    return start, state, manifest["metadata"]["history"], path, stacked
+
+
+def _world_allgather():
+    """``COMM_WORLD.allgather`` for the start-up agreement, with the MPI fail-fast hook and
+    (under ``bfrun --max-restarts``) the rank's heartbeat installed first."""
+    from mpi4py import MPI
+
+    from bluefog_dist import failfast, heartbeat
+
+    failfast.install()
+    heartbeat.start()
+    return MPI.COMM_WORLD.allgather
+
+
+def _heartbeat(**progress) -> None:
+    """Tell this rank's heartbeat (:func:`bluefog_dist.heartbeat.report`) about progress;
+    nothing happens outside ``bfrun --max-restarts`` (or in the simulator)."""
+    import sys as _sys
+
+    if "bluefog_dist.heartbeat" in _sys.modules:
+        _sys.modules["bluefog_dist.heartbeat"].report(**progress)
 
 
 def _merge(history: dict, new: dict, offset: int) -> dict:
@@ -167,24 +186,29 @@ class _Checkpointer:
 
     def __call__(self, step, state, history):
         reached = self.start + step
-        stacked = self.backend.stacked(state)  # a collective: before anything that may fail
+        cfg = self.cfg
+        path, finite = store.save(  # every rank takes part (its shard under MPI)
+            self.backend, cfg["checkpoint_dir"], self.backend.stacked(state)
+            if self.backend.name != "mpi" else state, step=reached, replace=cfg["overwrite"],
+            metadata={"config": resume_key(cfg),
+                      "history": _merge(self.history, history, self.start)})
+        if path is None:  # another rank failed to write its shard: the engine reports it
+            return
+        self.written.append((path, finite))
+        self.last = path
+        _heartbeat(checkpoint=reached)
         if self.backend.rank == 0:
-            self._save(reached, stacked, _merge(self.history, history, self.start))
+            self._prune(path)
         if self.stop.requested and reached < self.cfg["steps"]:  # at the end: just finish
             raise TrainingStopped(self.stop.requested, reached, self.last)
 
-    def _save(self, reached, stacked, history):
-        cfg = self.cfg
-        path = ckpt.save(cfg["checkpoint_dir"], stacked, step=reached, replace=cfg["overwrite"],
-                         metadata={"config": resume_key(cfg), "history": history})
-        self.written.append((path, _all_finite(stacked)))
-        self.last = path
-        for old in ckpt.prunable(self.written, cfg["keep"]):
-            ckpt.remove(old)
+    def _prune(self, path):
+        for old in ckpt.prunable(self.written, self.cfg["keep"]):
+            store.remove(old)
             self.written[:] = [w for w in self.written if w[0] != old]
         for other in self.foreign:  # --overwrite: replaced once this run has a checkpoint
             if other != path:
-                ckpt.remove(other)
+                store.remove(other)
         self.foreign.clear()
 
 
@@ -199,7 +223,7 @@ def _begin(cfg, backend, exp):
         return start, state, history, [(path, finite)], [], stacked
     foreign = []
     if cfg["checkpoint_every"] and cfg["overwrite"] and backend.rank == 0:
-        foreign = [p for _, p in ckpt.list_checkpoints(cfg["checkpoint_dir"])]
+        foreign = [p for _, p in store.candidates(cfg["checkpoint_dir"])]
     return 0, None, {}, [], foreign, None
 
 
@@ -300,16 +324,16 @@ def train(cfg: dict, *, progress: bool | None = None) -> dict | None:
     TrainingStopped
         A signal stopped the run at a checkpoint.
     """
-    cfg = validate_config(cfg)
+    cfg = agreed_config(cfg, _world_allgather() if cfg.get("backend") == "mpi" else None)
     backend = make_backend(cfg)
-    if backend.name == "mpi" and backend.size != cfg["agents"]:
+    if backend.name == "mpi" and backend.size != cfg["agents"]:  # agreed: raised on every rank
         raise ValueError(
             f"--agents must equal the MPI world size under --backend mpi; got agents="
             f"{cfg['agents']}, world size={backend.size}. Launch with bfrun -np {cfg['agents']} "
             f"or pass --agents {backend.size}.")
-    check_outputs(cfg, backend.allgather if backend.name == "mpi" else None)
     exp = make_experiment(cfg)
     start, state, history, written, foreign, stacked = _begin(cfg, backend, exp)
+    _heartbeat(base=start)
     res, t0, meta = None, time.perf_counter(), None
     if start < cfg["steps"]:
         with StopSignals(enabled=bool(cfg["checkpoint_every"])) as stop, \
@@ -319,10 +343,12 @@ def train(cfg: dict, *, progress: bool | None = None) -> dict | None:
             res = _run(cfg, backend, exp, start, state, saver, progress)
         history = _merge(history, res.history, start)
         final_params = backend.stacked(res.params) if backend.name == "mpi" else res.params
-    elif backend.rank == 0:  # resumed at --steps: nothing left to run, report the checkpoint
+    else:  # resumed at --steps: nothing left to run, report the checkpoint
         import jax
 
-        final_params = jax.vmap(exp["algorithm"].params)(stacked)
+        if backend.name == "mpi":
+            stacked = backend.stacked(state)  # a collective (results only), every rank
+        final_params = None if stacked is None else jax.vmap(exp["algorithm"].params)(stacked)
     wall = time.perf_counter() - t0
     if backend.rank != 0:
         return None

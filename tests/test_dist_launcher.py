@@ -276,6 +276,8 @@ def _start_job(tmp_path, extra=(), preexec=None):
     # started like `nohup bfrun ... &` from a script: SIGINT ignored, SIGHUP forwarded as TERM
     (signal.SIGHUP, ("--skip-check",),
      lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)),
+    # Ctrl-C in a terminal (SIGINT at its default, even when pytest runs in the background)
+    (signal.SIGINT, ("--skip-check",), lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)),
 ])
 def test_signal_to_bfrun_stops_every_process_of_the_job(tmp_path, sig, extra, preexec):
     proc, marker, job = _start_job(tmp_path, extra, preexec)
