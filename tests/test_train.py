@@ -276,11 +276,12 @@ def test_console_script_installed():
 @pytest.mark.mpi
 def test_mpi_backend_matches_simulator(tmp_path):
     """``mpiexec -n 4 bluefog-train --backend mpi`` equals the simulator's 4-agent run (to
-    float32 rounding of MPI_Allreduce), and its checkpoint (gathered from all ranks) holds
-    the same stacked state as the simulator's."""
+    float32 rounding of MPI_Allreduce), and its checkpoint (one shard per rank) holds the
+    rows of the simulator's stacked state."""
     from mpi_support import assert_mpi_ok, run_mpi
 
     from bluefog_train import checkpoint as ckpt
+    from bluefog_train import sharded
 
     common = ["--agents", "4", "--steps", "60", "--record-every", "20", "--no-progress",
               "--checkpoint-every", "60", "--optimizer", "dmsgd", "--topology", "exponential"]
@@ -296,12 +297,17 @@ def test_mpi_backend_matches_simulator(tmp_path):
     for k in ("loss", "local_loss", "test_accuracy", "consensus_distance"):
         np.testing.assert_allclose(a["history"][k], b["history"][k], rtol=1e-4, atol=1e-6, err_msg=k)
     np.testing.assert_allclose(a["per_agent_test_accuracy"], b["per_agent_test_accuracy"], atol=1 / 360 + 1e-9)
-    with np.load(ckpt.latest(tmp_path / "ck_mpi")) as za, np.load(ckpt.latest(tmp_path / "ck_sim")) as zb:
-        ma = json.loads(bytes(za["__manifest__"]).decode())
+    shards = sharded.step_dir(tmp_path / "ck_mpi", 60)  # one shard per rank, no gather
+    assert sharded.read_manifest(shards)["size"] == 4
+    with np.load(ckpt.latest(tmp_path / "ck_sim")) as zb:
         mb = json.loads(bytes(zb["__manifest__"]).decode())
-        assert [leaf["path"] for leaf in ma["leaves"]] == [leaf["path"] for leaf in mb["leaves"]]
-        assert ma["step"] == mb["step"] == 60
-        for k in range(len(ma["leaves"])):
-            x, y = za[f"leaf_{k:05d}"], zb[f"leaf_{k:05d}"]
-            assert x.shape == y.shape and x.shape[0] == 4  # all agents, stacked
-            np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+        assert mb["step"] == 60
+        for r in range(4):
+            with np.load(os.path.join(shards, sharded.shard_name(r, 4))) as za:
+                ma = json.loads(bytes(za["__manifest__"]).decode())
+                assert [leaf["path"] for leaf in ma["leaves"]] == [leaf["path"] for leaf in mb["leaves"]]
+                assert ma["step"] == 60 and ma["metadata"] == {"shard": r, "shards": 4}
+                for k in range(len(ma["leaves"])):  # rank r's shard = row r of the simulator's
+                    x, y = za[f"leaf_{k:05d}"], zb[f"leaf_{k:05d}"][r]
+                    assert x.shape == y.shape
+                    np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
