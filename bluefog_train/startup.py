@@ -58,8 +58,12 @@ def _local(raw: dict):
         return None, err, []
 
 
+#: Keys of the configuration that are records, not options (compared through the options).
+_NOT_OPTIONS = ("command_line",)
+
+
 def _options(raw: dict) -> dict:
-    return {k: repr(raw[k]) for k in sorted(raw)}
+    return {k: repr(raw[k]) for k in sorted(raw) if k not in _NOT_OPTIONS}
 
 
 def _disagreement(every: list) -> str | None:
