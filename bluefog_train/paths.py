@@ -72,11 +72,11 @@ def _dir_problem(path: str, option: str) -> str | None:
 
 
 def _foreign_checkpoints(cfg: dict) -> str | None:
-    from .checkpoint import list_checkpoints
+    from .store import complete_checkpoints  # single files and committed sharded ones
 
     if not cfg["checkpoint_every"] or cfg["resume"] or cfg.get("overwrite"):
         return None
-    found = list_checkpoints(cfg["checkpoint_dir"])
+    found = complete_checkpoints(cfg["checkpoint_dir"])
     if not found:
         return None
     names = ", ".join(os.path.basename(p) for _, p in found[:3]) + (", ..." if len(found) > 3 else "")

@@ -172,3 +172,14 @@ def test_twenty_random_kills_during_writes_never_leave_a_bad_newest(tmp_path):
                                                  sharded.list_sharded(d) for n in os.listdir(p))
     assert committed >= 5  # the writer made progress
     assert kills_mid_write >= 5, kills_mid_write  # and many kills hit a write in flight
+
+
+def test_a_fresh_run_refuses_another_runs_committed_sharded_checkpoint(tmp_path):
+    from bluefog_train.paths import output_problems
+
+    cfg = {"out": None, "plot": None, "checkpoint_dir": str(tmp_path), "checkpoint_every": 5,
+           "resume": False, "overwrite": False}
+    infos = [sharded.save_shard(tmp_path, 10, r, N, value(10, r)) for r in range(N)]
+    assert output_problems(cfg) == []  # shards without manifest: a crash's leftovers, reusable
+    sharded.write_manifest(tmp_path, 10, infos, {})
+    assert "already holds 1 checkpoint(s) of another run (ckpt-00000010)" in output_problems(cfg)[0]

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from bluefog_train import checkpoint as ckpt
+from bluefog_train import sharded
 from bluefog_train.cli import main
 
 pytestmark = [pytest.mark.mpi, pytest.mark.slow]
@@ -38,9 +38,10 @@ def test_sigterm_to_bfrun_ends_the_job_and_keeps_the_checkpoint(tmp_path):
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 600
-        while not ckpt.list_checkpoints(d) and time.time() < deadline and proc.poll() is None:
+        while not sharded.list_sharded(d, complete_only=True) and time.time() < deadline \
+                and proc.poll() is None:
             time.sleep(0.2)
-        assert ckpt.list_checkpoints(d), "no checkpoint appeared"
+        assert sharded.list_sharded(d, complete_only=True), "no checkpoint appeared"
         assert len(_job_pids(marker)) >= 2  # the ranks are running
         t0 = time.time()
         proc.send_signal(signal.SIGTERM)
@@ -53,9 +54,10 @@ def test_sigterm_to_bfrun_ends_the_job_and_keeps_the_checkpoint(tmp_path):
     assert stopped_in < 10, f"bfrun took {stopped_in:.1f} s:\n{out[-3000:]}"
     time.sleep(1)
     assert _job_pids(marker) == [], "orphaned processes of the job survived"
-    newest = ckpt.latest(d)
-    assert newest is not None, "no complete checkpoint survived"
-    step = ckpt.step_of(newest)
+    complete = sharded.list_sharded(d, complete_only=True)  # one shard per rank + manifest
+    assert complete, "no complete checkpoint survived"
+    step, newest = complete[0]
+    assert sharded.read_manifest(newest)["size"] == 2  # every shard present, sizes as recorded
     out_json = tmp_path / "r.json"
     assert main(["--agents", "2", "--hidden", "8", "--no-progress", "--steps", str(step + 20),
                  "--record-every", "10", "--checkpoint-every", "50", "--checkpoint-dir",
