@@ -53,10 +53,19 @@ def test_second_run_with_same_shapes_compiles_nothing(compiles):
         again = bluefog_sim.run(alg, prob, exponential_graph(8), 30, record_every=10, seed=4,
                                 x0=x0[1], progress=False)
         assert compiles == [] and again.compile_seconds == 0.0
-        for res, start in ((first, x0[0]), (again, x0[1])):
-            np.testing.assert_allclose(np.asarray(res.params),
-                                       dgd_oracle(topo.weights, b, start, 0.1, 30),
+        # continuations from the state (checkpoint segments): the scan program is reused
+        # (compile_seconds 0); the first one compiles only the eager copy of the given state
+        # (jnp.array per leaf), the second nothing at all; both follow the trajectory
+        state = again.state
+        for total in (60, 90):
+            compiles.clear()
+            cont = bluefog_sim.run(alg, prob, topo, 30, record_every=10, state=state,
+                                   progress=False)
+            assert cont.compile_seconds == 0.0 and (total == 60 or compiles == [])
+            np.testing.assert_allclose(np.asarray(cont.params),
+                                       dgd_oracle(topo.weights, b, x0[1], 0.1, total),
                                        rtol=0, atol=1e-12)
+            state = cont.state
 
 
 def test_what_changes_the_program_recompiles(compiles):
