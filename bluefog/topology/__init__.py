@@ -17,6 +17,7 @@ from .one_peer import dynamic_one_peer_graph, one_peer_exponential_graph
 from .random_graphs import erdos_renyi_graph, random_regular_graph
 from .ring import ring_graph
 from .schedule import Round, Schedule, compile_schedule
+from .sparse import MAX_SPARSE_AGENTS, SparseWeights
 from .star import star_graph
 from .validation import MAX_DENSE_AGENTS, validate_weights
 from .weights import metropolis_weights, uniform_weights
@@ -29,6 +30,8 @@ __all__ = [
     "compile_schedule",
     "validate_weights",
     "MAX_DENSE_AGENTS",
+    "SparseWeights",
+    "MAX_SPARSE_AGENTS",
     "one_peer_exponential_graph",
     "dynamic_one_peer_graph",
     "inner_outer_ring_graph",

@@ -87,12 +87,15 @@ class SparseWeights:
         return W
 
     def row_sums(self) -> np.ndarray:
+        r""":math:`W \mathbf 1`, i.e. :math:`\sum_j W_{ij}` for every row ``i``."""
         return np.bincount(self.rows, weights=self.values, minlength=self.size)
 
     def col_sums(self) -> np.ndarray:
+        r""":math:`\mathbf 1^\top W`, i.e. :math:`\sum_i W_{ij}` for every column ``j``."""
         return np.bincount(self.cols, weights=self.values, minlength=self.size)
 
     def diagonal(self) -> np.ndarray:
+        """The self weights :math:`W_{ii}` (0 where absent)."""
         d = np.zeros(self.size)
         on = self.rows == self.cols
         d[self.rows[on]] = self.values[on]
