@@ -5,7 +5,7 @@ never leaves a computation leaves the other ranks waiting in their next exchange
 When ``bfrun --max-restarts`` launches a job it sets ``BLUEFOG_HEARTBEAT_DIR``; every rank
 then runs a small daemon thread (:func:`start`) that rewrites ``<dir>/rank-<r>.json`` every
 ``BLUEFOG_HEARTBEAT_INTERVAL`` seconds (default 1) with ``{"rank", "pid", "step",
-"checkpoint", "time"}``:
+"checkpoint", "done", "time"}`` (``done``: the program is exiting, no longer judged):
 
 * the file's age tells whether the *process* runs: a stopped process cannot beat
   (``bfrun --heartbeat-timeout``);
@@ -24,6 +24,7 @@ detectors for reliable distributed systems", J. ACM 43(2), 1996; torchrun's
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import threading
@@ -34,7 +35,7 @@ __all__ = ["ENV_DIR", "ENV_INTERVAL", "start", "report", "beat_path", "read_beat
 ENV_DIR = "BLUEFOG_HEARTBEAT_DIR"
 ENV_INTERVAL = "BLUEFOG_HEARTBEAT_INTERVAL"
 _RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
-_STATE: dict = {"thread": None, "step": None, "checkpoint": None, "base": 0,
+_STATE: dict = {"thread": None, "step": None, "checkpoint": None, "base": 0, "done": False,
                 "lock": threading.Lock()}
 
 
@@ -53,7 +54,7 @@ def beat_path(directory, rank: int) -> str:
 def _write(directory: str, rank: int) -> None:
     with _STATE["lock"]:
         body = {"rank": rank, "pid": os.getpid(), "step": _STATE["step"],
-                "checkpoint": _STATE["checkpoint"], "time": time.time()}
+                "checkpoint": _STATE["checkpoint"], "done": _STATE["done"], "time": time.time()}
         final = beat_path(directory, rank)
         tmp = f"{final}.{os.getpid()}.tmp"
         try:
@@ -96,7 +97,15 @@ def start() -> bool:
         from bluefog.engine import add_record_listener  # the engine's records carry the step
 
         add_record_listener(_on_records)
+        atexit.register(_finish, directory, rank)  # before MPI_Finalize (registered earlier)
     return True
+
+
+def _finish(directory: str, rank: int) -> None:
+    """At exit: mark the beat ``done``, so that the time ``MPI_Finalize`` waits for slower
+    ranks (the beating thread stops with the interpreter) is never taken for a stall."""
+    _STATE["done"] = True
+    _write(directory, rank)
 
 
 def _on_records(steps, metrics) -> None:

@@ -75,6 +75,8 @@ class Watchdog:
         beats = heartbeat.read_beats(self.directory)
         self.last.update(beats)
         for rank, beat in sorted(beats.items()):
+            if beat.get("done"):  # exiting (MPI_Finalize may wait for the others): not judged
+                continue
             if beat["age"] > self.timeout:
                 self.reason = (f"rank {rank} (pid {beat.get('pid')}) sent no heartbeat for "
                                f"{beat['age']:.1f} s (--heartbeat-timeout {self.timeout:g})")

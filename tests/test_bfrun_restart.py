@@ -79,6 +79,9 @@ def test_watchdog_sees_a_stopped_beat_and_a_stuck_step(tmp_path):
     assert watch.progress() == (7, 4)
     os.utime(d / "rank-1.json", (now - 5, now - 5))  # rank 1 stopped beating 5 s ago
     assert watch() == 12 and "rank 1 (pid 12) sent no heartbeat for 5" in watch.reason
+    (d / "rank-1.json").write_text('{"rank": 1, "pid": 12, "step": 7, "done": true}')
+    os.utime(d / "rank-1.json", (now - 5, now - 5))  # exiting (in MPI_Finalize): not judged
+    assert Watchdog(d, timeout=2.0, every=0.0)() is None
     stuck = Watchdog(d, timeout=60.0, progress_timeout=0.3, every=0.0)
     assert stuck() is None
     time.sleep(0.4)  # both files still beat (fresh mtime) but the steps do not move
@@ -94,6 +97,7 @@ SCRIPT = textwrap.dedent("""
     import bluefog_dist
     from bluefog_dist import heartbeat
     from algorithms import dsgd, problems
+    from bluefog.engine import record_listener
     from bluefog.topology import exponential_graph
     from bluefog_train import store
     from bluefog_train.backends import MpiBackend
@@ -102,7 +106,11 @@ SCRIPT = textwrap.dedent("""
     d, steps, every = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     backend = MpiBackend(1)
     rank, n = backend.rank, backend.size
-    print("RANK-PID", os.environ["BLUEFOG_RESTART_COUNT"], rank, os.getpid(), flush=True)
+    def say(text):  # one write per line: the 4 ranks share one pipe
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+    say(f"RANK-PID {os.environ['BLUEFOG_RESTART_COUNT']} {rank} {os.getpid()}")
     rng = np.random.default_rng(3)
     problem = problems.least_squares(rng.normal(size=(n, 12, 3)).astype(np.float32),
                                      rng.normal(size=(n, 12)).astype(np.float32), batch_size=4)
@@ -114,23 +122,24 @@ SCRIPT = textwrap.dedent("""
         if path is not None:
             start = manifest["step"]
             if rank == 0:
-                print("RESUMED", start, "skipped", len(skipped), flush=True)
+                say(f"RESUMED {start} skipped {len(skipped)}")
     heartbeat.start()
     heartbeat.report(base=start)
 
     def on_segment(step, st, history):
         store.save(backend, d, st, step=start + step, metadata={}, replace=False)
         heartbeat.report(checkpoint=start + step)
-        time.sleep(0.2)  # pace the run so that the test can hit it mid-training
 
-    kw = dict(segment_every=every, record_every=every, progress=False, comm=backend.comm)
-    res = bluefog_dist.run(algo, problem, topo, steps - start, state=state,
-                           on_segment=on_segment, **kw)
+    kw = dict(segment_every=every, record_every=2, progress=False, comm=backend.comm)
+    pace = lambda steps, metrics: time.sleep(0.04)  # 5 paced dispatches per checkpoint interval
+    with record_listener(pace):  # so that the test hits the run between two checkpoints
+        res = bluefog_dist.run(algo, problem, topo, steps - start, state=state,
+                               on_segment=on_segment, **kw)
     ref = bluefog_dist.run(algo, problem, topo, steps, **kw)  # uninterrupted: the oracle
     same = all(np.array_equal(np.asarray(a), np.asarray(b)) and a.dtype == b.dtype
                for a, b in zip(jax.tree_util.tree_leaves(res.params),
                                jax.tree_util.tree_leaves(ref.params)))
-    print("FINAL", rank, same, flush=True)
+    say(f"FINAL {rank} {same}")
 """)
 
 
@@ -216,3 +225,25 @@ def test_kill_9_and_sigstop_of_a_rank_restart_and_finish_bit_for_bit(tmp_path):
     assert sorted(re.findall(r"FINAL (\d) (\w+)", out)) == [(str(r), "True") for r in range(4)]
     assert len(re.findall(r"RANK-PID 2 \d", out)) == 4
     assert [p for p in pids if _alive(p)] == []  # the stopped rank and the others are gone
+
+
+def test_bluefog_train_resumes_by_itself_on_a_relaunch(tmp_path, monkeypatch):
+    """The contract's bluefog-train side: BLUEFOG_RESTART_COUNT >= 1 with --checkpoint-dir
+    and --checkpoint-every means --resume once a complete checkpoint exists."""
+    import numpy as np
+
+    from bluefog_train.cli import build_parser
+    from bluefog_train.startup import agreed_config
+
+    d = tmp_path / "ck"
+    raw = vars(build_parser().parse_args(["--checkpoint-dir", str(d), "--checkpoint-every",
+                                          "10", "--steps", "40"]))
+    monkeypatch.setenv("BLUEFOG_RESTART_COUNT", "1")
+    assert agreed_config(dict(raw))["resume"] is False  # failed before its first checkpoint
+    infos = [sharded.save_shard(d, 10, r, 2, {"w": np.ones(3, np.float32)}) for r in range(2)]
+    assert agreed_config(dict(raw))["resume"] is False  # shards without manifest: not complete
+    sharded.write_manifest(d, 10, infos, {})
+    assert agreed_config(dict(raw))["resume"] is True
+    monkeypatch.setenv("BLUEFOG_RESTART_COUNT", "0")  # a first launch never resumes by itself
+    with pytest.raises(ValueError, match="already holds 1 checkpoint"):
+        agreed_config(dict(raw))
