@@ -107,7 +107,7 @@ SCRIPT = textwrap.dedent("""
     backend = MpiBackend(1)
     rank, n = backend.rank, backend.size
     def say(text):  # one write per line: the 4 ranks share one pipe
-        sys.stdout.write(text + "\n")
+        sys.stdout.write(text + "\\n")
         sys.stdout.flush()
 
     say(f"RANK-PID {os.environ['BLUEFOG_RESTART_COUNT']} {rank} {os.getpid()}")
