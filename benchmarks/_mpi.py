@@ -43,17 +43,21 @@ def rank_env(ranks: int) -> dict:
     return env
 
 
-def run_ranks(floats, ranks: int = 4, timeout: float = 600, extra=()) -> dict | str:
-    """Run :mod:`benchmarks.mpi_ranks` under ``mpiexec -n ranks``; its JSON, or a reason."""
+def run_module_json(module: str, args, ranks: int, timeout: float,
+                    needs=("mpi4py",)) -> dict | str:
+    """Run ``mpiexec -n ranks <python> -m benchmarks.<module> --json OUT *args`` from the
+    repository root with :func:`rank_env`; the JSON it wrote, or a one-line reason why it
+    could not run (``mpiexec`` or a module of ``needs`` missing, a timeout, a failure)."""
     exe = mpiexec_path()
     if exe is None:
         return "mpiexec not found (install the mpi extra: pip install -e .[mpi])"
-    if importlib.util.find_spec("mpi4py") is None:
-        return "mpi4py is not installed in this environment"
+    for mod in needs:
+        if importlib.util.find_spec(mod) is None:
+            return f"{mod} is not installed in this environment"
     with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "mpi.json")
-        cmd = [exe, "-n", str(ranks), sys.executable, "-m", "benchmarks.mpi_ranks",
-               "--json", out, "--floats", *map(str, floats), *extra]
+        out = os.path.join(tmp, f"{module}.json")
+        cmd = [exe, "-n", str(ranks), sys.executable, "-m", f"benchmarks.{module}",
+               "--json", out, *map(str, args)]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                                   env=rank_env(ranks), cwd=ROOT)
@@ -63,3 +67,8 @@ def run_ranks(floats, ranks: int = 4, timeout: float = 600, extra=()) -> dict | 
             return f"mpiexec failed (rc={proc.returncode}): {proc.stderr[-2000:]}"
         with open(out) as f:
             return json.load(f)
+
+
+def run_ranks(floats, ranks: int = 4, timeout: float = 600, extra=()) -> dict | str:
+    """Run :mod:`benchmarks.mpi_ranks` under ``mpiexec -n ranks``; its JSON, or a reason."""
+    return run_module_json("mpi_ranks", ["--floats", *floats, *extra], ranks, timeout)

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bluefog.engine import agent_key
+from bluefog.engine import agent_key, first_agent
 
 from . import failfast, heartbeat
 from .block_comm import BlockComm
@@ -72,9 +72,4 @@ class BlockBackend(MpiBackend):
         return jax.vmap(fn, in_axes=in_axes, axis_name=self.comm.axis_name)
 
     def agent_view(self, tree):
-        def first(v):  # identical on every agent; shapes (eval_shape) drop the agent axis
-            if isinstance(v, jax.ShapeDtypeStruct):
-                return jax.ShapeDtypeStruct(v.shape[1:], v.dtype)
-            return v[0]
-
-        return jax.tree_util.tree_map(first, tree)
+        return first_agent(tree)

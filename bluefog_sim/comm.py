@@ -21,8 +21,8 @@ class SimComm(ScheduleCommunicator):
     Use it inside ``jax.vmap(f, axis_name=comm.axis_name)`` (or :func:`bluefog_sim.spmd`),
     with agents' values stacked along the mapped axis. A schedule round is one
     ``lax.ppermute`` with a *full* permutation; a round of a time-varying topology, whose
-pattern is data chosen by the traced step counter, is a gather over the agent axis
-(:mod:`bluefog.comm.patterns`); ``allreduce`` is ``lax.psum``; ``allgather`` is
+    pattern is data chosen by the traced step counter, is a gather over the agent axis
+    (:mod:`bluefog.comm.patterns`); ``allreduce`` is ``lax.psum``; ``allgather`` is
     ``lax.all_gather``. The same per-agent code also runs under ``shard_map`` over a mesh
     axis of that name.
 

@@ -15,7 +15,7 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bluefog.algorithm import Algorithm, Problem
-from bluefog.engine import CallbackError, RunResult, agent_key, execute
+from bluefog.engine import CallbackError, RunResult, agent_key, execute, first_agent
 
 from .comm import AXIS_NAME, SimComm
 from .devices import check_devices
@@ -92,12 +92,7 @@ class SimBackend:
         return placed
 
     def agent_view(self, tree):
-        def first(v):  # identical on every agent; shapes (eval_shape) drop the agent axis
-            if isinstance(v, jax.ShapeDtypeStruct):
-                return jax.ShapeDtypeStruct(v.shape[1:], v.dtype)
-            return v[0]
-
-        return jax.tree_util.tree_map(first, tree)
+        return first_agent(tree)
 
     def run_callback(self, fn):
         try:

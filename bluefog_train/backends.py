@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SimBackend", "MpiBackend", "make_backend", "decide_on_root"]
+__all__ = ["SimBackend", "MpiBackend", "make_backend"]
 
 
 class SimBackend:
@@ -100,32 +100,3 @@ def make_backend(cfg: dict):
     if cfg["backend"] == "mpi":
         return MpiBackend(cfg["local_size"])
     return SimBackend()
-
-
-_RAISABLE = {"FileNotFoundError": FileNotFoundError, "ValueError": ValueError,
-             "TypeError": TypeError, "RuntimeError": RuntimeError}
-
-
-def decide_on_root(backend, fn):
-    """Run ``fn()`` on rank 0 only and hand its result, or its error, to every rank.
-
-    If ``fn`` raises, rank 0 re-raises its exception and every other rank raises one of the
-    same kind (``FileNotFoundError``, ``ValueError``, ``TypeError``, else ``RuntimeError``)
-    with the same message, so no rank is left waiting. The result travels by ``bcast``:
-    keep it small (paths, metadata), and move arrays with :meth:`MpiBackend.scatter`.
-    """
-    outcome, error = None, None
-    if backend.rank == 0:
-        try:
-            outcome = ("ok", fn())
-        except Exception as err:  # noqa: BLE001 - told to every rank, then re-raised
-            error = err
-            kind = next((k for k, c in _RAISABLE.items() if isinstance(err, c)), "RuntimeError")
-            outcome = ("error", kind, str(err) if kind != "RuntimeError"
-                       else f"rank 0 failed: {type(err).__name__}: {err}")
-    outcome = backend.bcast(outcome)
-    if outcome[0] == "ok":
-        return outcome[1]
-    if error is not None:
-        raise error
-    raise _RAISABLE[outcome[1]](outcome[2])

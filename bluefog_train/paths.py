@@ -2,7 +2,8 @@
 
 A run that trains for an hour and then cannot write its results loses the hour. So every
 output location (``--out``, ``--plot``, ``--checkpoint-dir``) is checked before anything is
-compiled, on every rank under MPI, and the ranks agree (one ``allgather``) so that all of
+compiled, on every rank under MPI, and the ranks agree (in the one ``allgather`` of
+:func:`bluefog_train.startup.agreed_config`) so that all of
 them refuse together with the same one-line message:
 
 * a file output (``--out``, ``--plot``) must not be a directory; an existing file must be
@@ -20,7 +21,7 @@ from __future__ import annotations
 import os
 import tempfile
 
-__all__ = ["output_problems", "check_outputs"]
+__all__ = ["output_problems"]
 
 
 def _nearest_existing(path: str) -> str:
@@ -110,27 +111,3 @@ def output_problems(cfg: dict) -> list[str]:
         problem = _dir_problem(cfg["checkpoint_dir"], "--checkpoint-dir")
         problems.append(problem or _foreign_checkpoints(cfg))
     return [p for p in problems if p]
-
-
-def check_outputs(cfg: dict, allgather=None) -> None:
-    """Raise ``ValueError`` with one line if any rank finds an output location unusable.
-
-    Parameters
-    ----------
-    cfg : dict
-        The validated configuration.
-    allgather : callable ``obj -> list``, optional
-        Gathers one Python object from every rank (``mpi4py``'s ``comm.allgather``), so
-        that every rank refuses together; ``None`` in a single process.
-
-    Raises
-    ------
-    ValueError
-        Naming the first problem (and the rank that found it when ranks disagree).
-    """
-    mine = output_problems(cfg)
-    every = allgather(mine) if allgather is not None else [mine]
-    for rank, problems in enumerate(every):
-        if problems:
-            where = f" (found on rank {rank})" if len(every) > 1 else ""
-            raise ValueError(problems[0] + where)

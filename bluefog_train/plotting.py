@@ -23,7 +23,7 @@ def plot_history(results: dict, path: str) -> None:
         What :func:`bluefog_train.training.train` returns (``history``, ``config``, ...).
     path : str
         The PNG file; its directory is created if missing (checked writable before
-        training by :func:`bluefog_train.paths.check_outputs`).
+        training, on every rank together, by :func:`bluefog_train.startup.agreed_config`).
     """
     import matplotlib
 

@@ -10,14 +10,7 @@ process, not the ranks. Everything skips (asv: ``NotImplementedError``) when ``m
 mpi4py or mpi4jax are missing, as in asv's own environments.
 """
 
-import importlib.util
-import json
-import os
-import subprocess
-import sys
-import tempfile
-
-from benchmarks._mpi import ROOT, mpiexec_path, rank_env
+from benchmarks._mpi import run_module_json
 
 RANKS = 4
 SIZES_MIB = ["0.25", "4"]
@@ -27,28 +20,12 @@ COMPRESSORS = ["top_k(1%)", "int8", "sign"]
 def run_exchange(sizes=SIZES_MIB, compressors=COMPRESSORS, ranks=RANKS, timeout=600):
     """Run :mod:`benchmarks.compressed_exchange` under ``mpiexec -n ranks``: its rows keyed
     by ``(size_mib, compressor)`` as ``"size|compressor"``, or the reason it could not run."""
-    exe = mpiexec_path()
-    if exe is None:
-        return "mpiexec not found (install the mpi extra: pip install -e .[mpi])"
-    for mod in ("mpi4py", "mpi4jax"):
-        if importlib.util.find_spec(mod) is None:
-            return f"{mod} is not installed in this environment"
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "compressed.json")
-        cmd = [exe, "-n", str(ranks), sys.executable, "-m", "benchmarks.compressed_exchange",
-               "--json", out, "--repeats", "3", "--sizes-mib", *sizes,
-               "--compressors", *compressors]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                                  env=rank_env(ranks), cwd=ROOT)
-        except subprocess.TimeoutExpired:
-            return f"mpiexec -n {ranks} timed out after {timeout} s"
-        if proc.returncode != 0 or not os.path.exists(out):
-            return f"mpiexec failed (rc={proc.returncode}): {proc.stderr[-2000:]}"
-        with open(out) as f:
-            rows = json.load(f)["rows"]
-    return {f"{float(r['size_mib']):g}|{r['compressor']}": r for r in rows}
-
+    data = run_module_json("compressed_exchange",
+                           ["--repeats", "3", "--sizes-mib", *sizes, "--compressors", *compressors],
+                           ranks, timeout, needs=("mpi4py", "mpi4jax"))
+    if isinstance(data, str):
+        return data
+    return {f"{float(r['size_mib']):g}|{r['compressor']}": r for r in data["rows"]}
 
 class MpiCompressedExchange:
     """Seconds per ring exchange inside ``mpiexec -n 4`` ranks, dense vs compressed."""

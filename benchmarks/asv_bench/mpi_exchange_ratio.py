@@ -10,14 +10,7 @@ seconds per exchange. ``track_`` because the time is measured inside the ranks. 
 skips (``NotImplementedError``) when ``mpiexec``, mpi4py or mpi4jax are missing.
 """
 
-import importlib.util
-import json
-import os
-import subprocess
-import sys
-import tempfile
-
-from benchmarks._mpi import ROOT, mpiexec_path, rank_env
+from benchmarks._mpi import run_module_json
 
 RANKS = [2, 4]
 SIZES = [65536, 1048576]
@@ -25,31 +18,15 @@ SIZES = [65536, 1048576]
 
 def run_exchange(ranks, sizes=SIZES, timeout=900):
     """``{bytes: {"ratio_median", "seconds"}}`` of one mpi_exchange run, or why it could not run."""
-    exe = mpiexec_path()
-    if exe is None:
-        return "mpiexec not found (install the mpi extra: pip install -e .[mpi])"
-    for mod in ("mpi4py", "mpi4jax"):
-        if importlib.util.find_spec(mod) is None:
-            return f"{mod} is not installed in this environment"
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "x.json")
-        cmd = [exe, "-n", str(ranks), sys.executable, "-m", "benchmarks.mpi_exchange",
-               "--topologies", "exponential", "--sizes", ",".join(map(str, sizes)),
-               "--repeats", "5", "--no-gloo", "--json", out]
-        env = rank_env(ranks)  # bfrun's launch environment
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                                  env=env, cwd=ROOT)
-        except subprocess.TimeoutExpired:
-            return f"mpiexec -n {ranks} timed out after {timeout} s"
-        if proc.returncode != 0 or not os.path.exists(out):
-            return f"mpiexec failed (rc={proc.returncode}): {proc.stderr[-2000:]}"
-        with open(out) as f:
-            data = json.load(f)
+    data = run_module_json("mpi_exchange",  # in bfrun's launch environment (rank_env)
+                           ["--topologies", "exponential", "--sizes", ",".join(map(str, sizes)),
+                            "--repeats", "5", "--no-gloo"],
+                           ranks, timeout, needs=("mpi4py", "mpi4jax"))
+    if isinstance(data, str):
+        return data
     seconds = {r["bytes"]: r["seconds"] for r in data["results"] if r["method"] == "bluefog_loop"}
     return {r["bytes"]: {"ratio_median": r["median"], "seconds": seconds[r["bytes"]]}
             for r in data["ratios"] if r["vs"] == "raw_sendrecv_mix"}
-
 
 class MpiExchangeVsRaw:
     """bluefog's jitted-loop exchange relative to raw MPI doing the same work."""

@@ -8,14 +8,7 @@ seconds per op. ``track_`` because the time is measured inside the ranks. Everyt
 (``NotImplementedError``) when ``mpiexec`` or mpi4py is missing.
 """
 
-import importlib.util
-import json
-import os
-import subprocess
-import sys
-import tempfile
-
-from benchmarks._mpi import ROOT, mpiexec_path, rank_env
+from benchmarks._mpi import run_module_json
 
 FLOATS = [1, 131072]
 PAIRS = ["bluefog_put/raw_put", "bluefog_accumulate/raw_put", "bluefog_get/raw_get"]
@@ -23,25 +16,10 @@ PAIRS = ["bluefog_put/raw_put", "bluefog_accumulate/raw_put", "bluefog_get/raw_g
 
 def run_windows(timeout=600):
     """``{floats: result}`` of one ``benchmarks.mpi_windows`` run, or why it could not run."""
-    exe = mpiexec_path()
-    if exe is None:
-        return "mpiexec not found (install the mpi extra: pip install -e .[mpi])"
-    if importlib.util.find_spec("mpi4py") is None:
-        return "mpi4py is not installed in this environment"
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "w.json")
-        cmd = [exe, "-n", "2", sys.executable, "-m", "benchmarks.mpi_windows",
-               "--floats", ",".join(map(str, FLOATS)), "--json", out]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                                  env=rank_env(2), cwd=ROOT)
-        except subprocess.TimeoutExpired:
-            return f"mpiexec -n 2 timed out after {timeout} s"
-        if proc.returncode != 0 or not os.path.exists(out):
-            return f"mpiexec failed (rc={proc.returncode}): {proc.stderr[-2000:]}"
-        with open(out) as f:
-            return {r["floats"]: r for r in json.load(f)["results"]}
-
+    data = run_module_json("mpi_windows", ["--floats", ",".join(map(str, FLOATS))], 2, timeout)
+    if isinstance(data, str):
+        return data
+    return {r["floats"]: r for r in data["results"]}
 
 class MpiWindowsVsRaw:
     """bluefog's one-sided window ops relative to raw ``MPI.Win`` on the same buffers."""

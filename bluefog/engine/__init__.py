@@ -7,7 +7,7 @@ the same compiled program. A backend contributes only an adapter (:class:`Backen
 :mod:`bluefog_sim` (``jax.vmap`` over agents) and :mod:`bluefog_dist` (one agent per MPI rank).
 """
 
-from .backend import Backend
+from .backend import Backend, first_agent
 from .errors import CallbackError, NonFiniteError
 from .inputs import NONFINITE_MODES, agent_key
 from .loop import execute
@@ -17,4 +17,4 @@ from .result import RunResult
 
 __all__ = ["execute", "Backend", "RunResult", "NonFiniteError", "CallbackError", "agent_key",
            "plan_run", "Dispatch", "NONFINITE_MODES", "record_listener", "add_record_listener",
-           "remove_record_listener"]
+           "remove_record_listener", "first_agent"]

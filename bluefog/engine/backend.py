@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Protocol, runtime_checkable
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "first_agent"]
 
 
 @runtime_checkable
@@ -54,3 +54,18 @@ class Backend(Protocol):
     def run_callback(self, fn: Callable[[], None]) -> None: ...
 
     def finish(self, history: dict) -> dict: ...
+
+
+def first_agent(tree):
+    """``agent_view`` of a backend whose agents are stacked along axis 0 (the simulator, a
+    block of agents per MPI rank): agent 0's copy of an output that is identical on every
+    agent; for shapes (``jax.ShapeDtypeStruct``, from ``eval_shape``) the agent axis is
+    dropped."""
+    import jax
+
+    def first(v):
+        if isinstance(v, jax.ShapeDtypeStruct):
+            return jax.ShapeDtypeStruct(v.shape[1:], v.dtype)
+        return v[0]
+
+    return jax.tree_util.tree_map(first, tree)
