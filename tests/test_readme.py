@@ -90,8 +90,11 @@ def test_shell_commands_activate_the_environment_first():
     needs_env = re.compile(r"^(python|bfrun|bluefog-train|asv)\b")
     assert all(not needs_env.match(c) for c in cmds[:activate]), cmds[:activate]
     assert any(needs_env.match(c) for c in cmds[activate + 1:])
-    # one convention: after activation, no command spells the environment's path
-    assert [c for c in cmds[activate + 1:] if ".venv/bin/" in c] == []
+    # one convention: after activation, no command spells the environment's path (an
+    # activation itself, e.g. the pip recipe's `python -m venv .venv && source ...`, may)
+    spelled = [c for c in cmds[activate + 1:]
+               if ".venv/bin/" in c.replace("source .venv/bin/activate", "")]
+    assert spelled == []
 
 
 def test_benchmark_programs_are_run_as_package_modules():
