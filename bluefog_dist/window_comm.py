@@ -29,6 +29,7 @@ from jax.flatten_util import ravel_pytree
 from bluefog.algorithm import AgentContext
 from bluefog.engine import agent_key
 
+from .window_trace import StepLock, TraceRecorder
 from .windows import MpiWindows
 
 __all__ = ["MpiWindowComm", "run_async"]
@@ -42,6 +43,9 @@ class MpiWindowComm:
         self.size, self.local_size = self.mpi.size, 1
         self._unravel: dict = {}
         self._topo: dict = {}
+        #: a :class:`~bluefog_dist.window_trace.TraceRecorder` while recording, else None
+        self.recorder = None
+        self._lock, self._held = None, False
 
     def rank(self) -> int:
         """This rank (a Python int)."""
@@ -90,32 +94,56 @@ class MpiWindowComm:
         self.mpi.create(flat, name, topology, zero_init=zero_init)
         return {**(windows or {}), name: name}
 
+    def _enter(self):
+        """While recording: take the global step lock at this step's first window op."""
+        if self._lock is not None and not self._held:
+            self.recorder.sequence.append(self._lock.acquire())
+            self._held = True
+
+    def _end_step(self):
+        if self._held:
+            self._lock.release()
+            self._held = False
+
+    def _send(self, fn, x, name, dst_weights, self_weight):
+        self._enter()
+        dests = self._dict(name, dst_weights, "out")
+        fn(self._flat(x)[0], name, dests, None if self_weight is None else float(self_weight))
+        if self.recorder is not None:
+            self.recorder.sent(name, self.mpi.windows[name].outs if dests is None else dests)
+
+    def _read(self, name, out):
+        if self.recorder is not None:
+            self.recorder.read(name, self.mpi.last_read[name])
+        return self._unravel[name](jnp.asarray(out))
+
     def win_put(self, windows, x, name, dst_weights=None, self_weight=None):
         """``MpiWindows.put``."""
-        self.mpi.put(self._flat(x)[0], name, self._dict(name, dst_weights, "out"),
-                     None if self_weight is None else float(self_weight))
+        self._send(self.mpi.put, x, name, dst_weights, self_weight)
         return windows
 
     def win_accumulate(self, windows, x, name, dst_weights=None, self_weight=None):
         """``MpiWindows.accumulate``."""
-        self.mpi.accumulate(self._flat(x)[0], name, self._dict(name, dst_weights, "out"),
-                            None if self_weight is None else float(self_weight))
+        self._send(self.mpi.accumulate, x, name, dst_weights, self_weight)
         return windows
 
     def win_get(self, windows, name, src_weights=None):
         """``MpiWindows.get``."""
+        self._enter()
         self.mpi.get(name, self._dict(name, src_weights, "in"))
         return windows
 
     def win_update(self, windows, name, self_weight=None, neighbor_weights=None, reset=False):
         """``MpiWindows.update``; returns ``(value, windows)``."""
         sw = None if self_weight is None else float(np.asarray(self_weight))
+        self._enter()
         out = self.mpi.update(name, sw, self._dict(name, neighbor_weights, "in"), reset=reset)
-        return self._unravel[name](jnp.asarray(out)), windows
+        return self._read(name, out), windows
 
     def win_update_then_collect(self, windows, name):
         """``MpiWindows.update_then_collect``; returns ``(value, windows)``."""
-        return self._unravel[name](jnp.asarray(self.mpi.update_then_collect(name))), windows
+        self._enter()
+        return self._read(name, self.mpi.update_then_collect(name)), windows
 
     def win_in_neighbors(self, windows, name):
         """In-neighbour per schedule round (``-1``: none), as in the simulator."""
@@ -132,16 +160,30 @@ class MpiWindowComm:
 
 
 def run_async(algorithm, problem, topology, steps: int, *, x0=None, seed: int = 0,
-              compute_delay: float = 0.0, comm: MpiWindowComm | None = None):
+              compute_delay: float = 0.0, comm: MpiWindowComm | None = None,
+              trace: str | None = None):
     """Run ``steps`` own steps of a window algorithm on this rank with no lock-step.
 
     Each step sleeps ``compute_delay`` seconds first (emulating a slower rank), then runs
     ``algorithm.step`` on the host (its window ops are MPI one-sided calls). Ends with a
     barrier, after which every message sent has been applied at its target. Returns
     ``(state, comm)``; read the windows with ``comm.mpi``.
+
+    ``trace``: a path prefix; every rank then records which messages each of its reads
+    consumed, its per-step iterates and final state, and writes ``{trace}.rank{r}.json``
+    (:mod:`bluefog_dist.window_trace`), replayable with
+    :func:`bluefog.asynchrony.replay_timeline`. While recording, a step holds a global
+    :class:`~bluefog_dist.window_trace.StepLock` from its first window op to its end (so
+    the window part of each step is atomic; compute before it and the delay run
+    concurrently), so the interleaving is one of whole steps.
     """
     comm = comm or MpiWindowComm()
     r = comm.rank()
+    if trace is not None and not isinstance(trace, str):
+        raise TypeError(f"run_async: trace must be a path prefix (str) or None; got "
+                        f"{type(trace).__name__}. Pass e.g. trace='/tmp/run'.")
+    comm.recorder = None if trace is None else TraceRecorder(r, comm.size, algorithm, topology)
+    comm._lock = None if trace is None else StepLock(comm.mpi.comm)
     data = jax.tree_util.tree_map(lambda leaf: leaf[r], problem.data)
     ctx = AgentContext(comm, topology, problem, data, agent_key(seed, r))
     x = problem.init_params if x0 is None else jax.tree_util.tree_map(lambda v: v[r], x0)
@@ -149,6 +191,15 @@ def run_async(algorithm, problem, topology, steps: int, *, x0=None, seed: int = 
     for _ in range(int(steps)):
         if compute_delay:
             time.sleep(compute_delay)
-        state = algorithm.step(state, ctx)
+        try:
+            state = algorithm.step(state, ctx)
+        finally:
+            comm._end_step()
+        if comm.recorder is not None:
+            comm.recorder.end_step(algorithm.params(state), state)
     comm.barrier()
+    if comm._lock is not None:
+        comm._lock.free()
+        comm.recorder.write(trace)
+        comm.recorder, comm._lock = None, None
     return state, comm

@@ -100,6 +100,8 @@ class MpiWindows:
         self.comm = (comm or MPI.COMM_WORLD).Dup()
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.windows: dict = {}
+        #: ``{name: {in-neighbour: deliveries}}`` seen by the last update (record/replay)
+        self.last_read: dict = {}
         self.progress = _Progress(self.comm) if progress == "thread" else None
 
     # ---- lifecycle (collective) ---------------------------------------------------------
@@ -228,6 +230,7 @@ class MpiWindows:
                 j: W[self.rank, j] for j in w.ins}
         nbr = self._weights(w, neighbor_weights, w.ins, "neighbor_weights", "win_update")
         with _own(w, self.rank, self.MPI):
+            self.last_read[name] = {j: int(w.buf[1 + w.ins.index(j), -1]) for j in nbr}
             out = float(self_weight) * w.buf[0, :-1]
             for j, a in nbr.items():
                 s = 1 + w.ins.index(j)

@@ -6,7 +6,9 @@ r"""Asynchronous decentralized training in virtual time (the simulator's clock m
   synchronous one on the same model (:func:`event_timeline`, :func:`synchronous_times`);
 * :mod:`.driver`   - :func:`asynchronous`: a window algorithm (see
   :mod:`bluefog.comm.window`) as an engine algorithm whose step is one event; :func:`drain`
-  and :func:`window_mass` for conservation checks.
+  and :func:`window_mass` for conservation checks;
+* :mod:`.replay`   - :func:`load_trace` / :func:`replay_timeline`: replay a recorded MPI run
+  (``bluefog_dist.window_comm.run_async(..., trace=prefix)``) message for message.
 
 Example (push-sum with one agent 10x slower and latency 0.2)::
 
@@ -19,8 +21,10 @@ Example (push-sum with one agent 10x slower and latency 0.2)::
 
 from .compute import ComputeModel, compute_model, latency_matrix
 from .driver import AsyncState, asynchronous, check_windows, drain, window_mass
+from .replay import TRACE_FORMAT, algorithm_fingerprint, load_trace, replay_timeline
 from .timeline import Timeline, event_timeline, synchronous_times, virtual_time
 
 __all__ = ["ComputeModel", "compute_model", "latency_matrix", "Timeline", "event_timeline",
            "synchronous_times", "virtual_time", "AsyncState", "asynchronous", "drain",
-           "window_mass", "check_windows"]
+           "window_mass", "check_windows", "TRACE_FORMAT", "algorithm_fingerprint",
+           "load_trace", "replay_timeline"]

@@ -80,7 +80,7 @@ def asynchronous(algorithm: Algorithm, timeline: Timeline) -> Algorithm:
         if ctx.comm.size != timeline.size:
             raise ValueError(f"asynchronous: the timeline is for {timeline.size} agents; the run "
                              f"has {ctx.comm.size}. Build the timeline for {ctx.comm.size}.")
-        clock = Clock(now, active, timeline.latency, timeline.capacity)
+        clock = Clock(now, active, timeline.latency, timeline.capacity, timeline.arrivals)
         return ctx._replace(comm=ClockedComm(ctx.comm, clock))
 
     def init(params, ctx) -> AsyncState:

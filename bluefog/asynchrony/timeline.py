@@ -38,14 +38,19 @@ class Timeline:
     capacity : int
         In-flight messages per window slot: :math:`\\lfloor L_{max} / c_{min} \\rfloor + 1`
         per send per step (0 when every latency is 0), enough for every message.
-    model : ComputeModel
+    model : ComputeModel or None
+        ``None`` for a replayed trace (:func:`bluefog.asynchrony.replay_timeline`).
+    arrivals : dict or None
+        Replay mode: per window, the recorded arrival time of every message (see
+        :class:`bluefog.comm.Clock`); ``None``: ``now + latency``.
     """
 
     times: np.ndarray
     active: np.ndarray
     latency: np.ndarray
     capacity: int
-    model: ComputeModel
+    model: ComputeModel | None
+    arrivals: dict | None = None
 
     @property
     def events(self) -> int:

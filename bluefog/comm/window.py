@@ -60,6 +60,16 @@ def _latency_table(comm, clock, rnd, dtype):
     return comm._table(lat, dtype)
 
 
+def _arrival(comm, clock, win, r, rnd, stamp, tdt):
+    """Arrival time of this round's message: ``now + latency``, or in replay mode the
+    recorded one, looked up by the sender's stamp (past the table: never)."""
+    table = None if clock.arrivals is None else clock.arrivals.get(win.name)
+    if table is None:
+        return jnp.asarray(clock.now, tdt) + _latency_table(comm, clock, rnd, tdt)
+    row = comm._table(np.asarray(table)[:, r], tdt)                      # (M,)
+    return row[jnp.clip(stamp, 0, row.shape[0] - 1)]
+
+
 def _receive(comm, clock, win, leaves, send_scale, recv_scale, sender_initiates):
     """Exchange over every round: ``(msgs (R, *s) per leaf, real (R,), arrival, stamp)``."""
     tdt = win.arrived.dtype
@@ -73,8 +83,8 @@ def _receive(comm, clock, win, leaves, send_scale, recv_scale, sender_initiates)
         real.append(comm._table(rnd.active, jnp.bool_) & valid)
         for slot, m in zip(msgs, got[:-1]):
             slot.append(m * recv_scale[r].astype(m.dtype))
-        arrival.append(jnp.asarray(clock.now, tdt) + _latency_table(comm, clock, rnd, tdt))
         stamp.append(got[-1][1])
+        arrival.append(_arrival(comm, clock, win, r, rnd, stamp[-1], tdt))
     return ([jnp.stack(m) for m in msgs], jnp.stack(real), jnp.stack(arrival),
             jnp.stack(stamp))
 
@@ -254,6 +264,10 @@ class WindowOps:
         op = "win_get"
         win = ww.lookup(windows, name, op)
         clock = self._win_clock()
+        if clock.arrivals is not None and name in clock.arrivals:
+            raise ValueError(f"{op}: replay of win_get (which version of a neighbour's value "
+                             f"was read) is not supported; window {name!r} is replayed from a "
+                             "trace. Replay algorithms that use win_put/win_accumulate only.")
         win = deliver(win, jnp.asarray(clock.now, win.arrived.dtype))
         leaves = jax.tree_util.tree_leaves(win.value)
         spec = ww.weight_spec(src_weights, win.topology, "src_weights", op,

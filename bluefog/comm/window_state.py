@@ -59,12 +59,17 @@ class Clock(NamedTuple):
         ``latency[i, j]``: delay of a message from ``j`` to ``i``; ``None``: zero.
     capacity : int
         In-flight messages per window slot (0: every message is delivered at once).
+    arrivals : dict or None
+        Replay mode (:mod:`bluefog.asynchrony.replay`): ``{window name: A}`` with
+        ``A[i, r, c]`` the arrival time at agent ``i``'s slot ``r`` of its in-neighbour's
+        ``c``-th send (its stamp); it replaces ``now + latency`` for those windows.
     """
 
     now: Any
     active: Any
     latency: Any
     capacity: int
+    arrivals: Any = None
 
 
 #: The synchronous clock: time 0, always active, no latency (plain backends).
