@@ -1,11 +1,11 @@
 """Run under ``mpiexec -n 4`` by tests/test_replay.py: record asynchronous MPI runs.
 
-``python replay_program.py PREFIX``: rank 0 sleeps 30 ms before each step, the others 10 ms,
+``python replay_program.py PREFIX``: rank 0 sleeps 20 ms before each step, the others 10 ms,
 no barrier between steps (a genuinely asynchronous interleaving). Two recorded runs on the
 exponential graph of 4, float64:
 
 * ``PREFIX-ps``: ``algorithms.async_push_sum()`` on ``quadratic(B)``, ``x0 = B``, 24 steps;
-* ``PREFIX-sgp``: ``algorithms.async_sgp(0.05)`` on the least-squares problem of the test
+* ``PREFIX-sgp``: ``algorithms.async_sgp(0.02)`` on the least-squares problem of the test
   (``A``, ``y`` from ``default_rng(1)``), 24 steps.
 
 Each writes ``PREFIX-*.rank{r}.json`` (bluefog_dist.window_trace); the parent test replays
@@ -38,11 +38,11 @@ topo = exponential_graph(n)
 B = np.arange(n * 3, dtype=np.float64).reshape(n, 3) ** 1.5
 rng = np.random.default_rng(1)
 A, y = rng.normal(size=(n, 6, 3)), rng.normal(size=(n, 6))
-delay = 3e-2 if rank == 0 else 1e-2
+delay = 2e-2 if rank == 0 else 1e-2
 wins = MpiWindows()
 for tag, alg, prob, x0 in [("ps", algorithms.async_push_sum(), quadratic(jnp.asarray(B)),
                             jnp.asarray(B)),
-                           ("sgp", algorithms.async_sgp(0.05),
+                           ("sgp", algorithms.async_sgp(0.02),
                             least_squares(jnp.asarray(A), jnp.asarray(y)), None)]:
     state, wcomm = run_async(alg, prob, topo, 24, x0=x0, compute_delay=delay,
                              comm=MpiWindowComm(wins), trace=f"{prefix}-{tag}")
