@@ -91,3 +91,22 @@ def assert_mpi_ok(proc: subprocess.CompletedProcess) -> None:
     if proc.returncode != 0:
         raise AssertionError(
             f"{' '.join(proc.args)} exited with {proc.returncode}; output:\n{proc.stdout}")
+
+
+_SIGINT_THEN_EXEC = ("import os, signal, sys; "
+                     "signal.signal(signal.SIGINT, getattr(signal, sys.argv[1])); "
+                     "os.execvp(sys.argv[2], sys.argv[2:])")
+
+
+def with_sigint(disposition: str, cmd: list[str]) -> list[str]:
+    """``cmd`` started with SIGINT set to ``disposition`` ("SIG_IGN" or "SIG_DFL").
+
+    A signal disposition of SIG_IGN or SIG_DFL survives ``exec``, so a tiny Python
+    trampoline sets it and execs ``cmd`` (same pid). This replaces
+    ``subprocess.Popen(preexec_fn=...)``: a ``preexec_fn`` forces a plain ``fork()`` of
+    this multithreaded (JAX) pytest process and runs Python code in the child, which can
+    deadlock before the ``exec`` (seen in CI as a job that never printed its first line).
+    """
+    if disposition not in ("SIG_IGN", "SIG_DFL"):
+        raise ValueError(f"disposition must be 'SIG_IGN' or 'SIG_DFL', got {disposition!r}")
+    return [sys.executable, "-c", _SIGINT_THEN_EXEC, disposition] + list(cmd)

@@ -22,6 +22,7 @@ import pytest
 from bluefog_dist import heartbeat
 from bluefog_dist.restart import Watchdog, supervise_restarts
 from bluefog_train import sharded
+from mpi_support import with_sigint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -55,8 +56,7 @@ def test_ctrl_c_stops_the_job_and_is_never_followed_by_a_relaunch(tmp_path):
         sys.exit(supervise_restarts(lambda extra: ["sh", "-c", prog], dict(os.environ),
                                     max_restarts=3, grace=1.0))
     """)
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(with_sigint("SIG_DFL", [sys.executable, "-c", code]), cwd=ROOT)
     deadline = time.monotonic() + 60
     while not (log.exists() and log.read_text()) and time.monotonic() < deadline:
         time.sleep(0.05)

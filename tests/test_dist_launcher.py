@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bluefog_dist import launcher
-from mpi_support import ROOT
+from mpi_support import ROOT, with_sigint
 
 pytestmark = pytest.mark.mpi
 
@@ -252,12 +252,12 @@ def _pids_running(marker: str) -> set[int]:
     return found
 
 
-def _start_job(tmp_path, extra=(), preexec=None):
+def _start_job(tmp_path, extra=(), sigint=None):
     script = tmp_path / "loop_forever.py"
     script.write_text(LOOP)
-    proc = subprocess.Popen(BFRUN + list(extra) + ["-np", "2", "python", str(script)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=preexec)
+    cmd = BFRUN + list(extra) + ["-np", "2", "python", str(script)]
+    proc = subprocess.Popen(with_sigint(sigint, cmd) if sigint else cmd,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ranks, proxies = set(), set()
     while len(ranks) < 2:
         line = proc.stdout.readline()
@@ -271,16 +271,15 @@ def _start_job(tmp_path, extra=(), preexec=None):
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
 @pytest.mark.timeout(180)  # a job that never starts or never stops fails instead of blocking
-@pytest.mark.parametrize("sig,extra,preexec", [
+@pytest.mark.parametrize("sig,extra,sigint", [
     (signal.SIGTERM, (), None),
     # started like `nohup bfrun ... &` from a script: SIGINT ignored, SIGHUP forwarded as TERM
-    (signal.SIGHUP, ("--skip-check",),
-     lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)),
+    (signal.SIGHUP, ("--skip-check",), "SIG_IGN"),
     # Ctrl-C in a terminal (SIGINT at its default, even when pytest runs in the background)
-    (signal.SIGINT, ("--skip-check",), lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)),
+    (signal.SIGINT, ("--skip-check",), "SIG_DFL"),
 ])
-def test_signal_to_bfrun_stops_every_process_of_the_job(tmp_path, sig, extra, preexec):
-    proc, marker, job = _start_job(tmp_path, extra, preexec)
+def test_signal_to_bfrun_stops_every_process_of_the_job(tmp_path, sig, extra, sigint):
+    proc, marker, job = _start_job(tmp_path, extra, sigint)
     job |= _pids_running(marker) - {proc.pid}  # mpiexec (its command line names the script)
     assert len(job) >= 4, job  # mpiexec, the proxy, two ranks
     t0 = time.monotonic()
