@@ -86,7 +86,8 @@ def ad_psgd(lr: float) -> Algorithm:
     def step(state: ADPSGDState, ctx) -> ADPSGDState:
         comm = ctx.comm
         delta, wins = comm.win_update(state.windows, "delta", 0.0,
-                                      _real_slots(comm, state.windows, "delta"), reset=True)
+                                      _real_slots(comm, state.windows, "delta", _dtype(state.x)),
+                                      reset=True)
         x = tree_axpy(1.0, delta, state.x)             # the halves neighbours sent us
         g = ctx.stochastic_grad(x, state.count)
         sources = comm.win_in_neighbors(wins, "model")
@@ -110,6 +111,7 @@ def _dtype(x):
     return jax.tree_util.tree_leaves(x)[0].dtype
 
 
-def _real_slots(comm, windows, name):
-    return (comm.win_in_neighbors(windows, name) >= 0).astype(
-        _dtype(windows[name].value))
+def _real_slots(comm, windows, name, dtype):
+    # only through the Communicator: the window state is backend-specific (a simulator
+    # Window pytree, or just a name under MPI)
+    return (comm.win_in_neighbors(windows, name) >= 0).astype(dtype)

@@ -225,7 +225,9 @@ def test_bare_python_in_a_fresh_shell_runs_the_environments_interpreter(tmp_path
 
 LOOP = """
 import os, sys, time
-print("RANK-PIDS", os.getpid(), os.getppid(), flush=True)
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                       f"rank-{os.getpid()}-{os.getppid()}"), "w"):
+    pass
 while True:
     time.sleep(0.1)
 """
@@ -253,20 +255,37 @@ def _pids_running(marker: str) -> set[int]:
 
 
 def _start_job(tmp_path, extra=(), sigint=None):
+    """Start ``bfrun -np 2`` on a looping script; returns ``(proc, marker, job pids)``.
+
+    The ranks announce ``(pid, parent pid)`` by creating a file next to the script (not on
+    stdout: mpiexec's output forwarding is not what these tests are about, and a line lost
+    in it must not read as a job that never started). Waits at most 90 s; on timeout
+    everything started is killed and the test fails with what was found."""
     script = tmp_path / "loop_forever.py"
     script.write_text(LOOP)
     cmd = BFRUN + list(extra) + ["-np", "2", "python", str(script)]
     proc = subprocess.Popen(with_sigint(sigint, cmd) if sigint else cmd,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    ranks, proxies = set(), set()
-    while len(ranks) < 2:
-        line = proc.stdout.readline()
-        assert line, f"job ended before its ranks started (exit {proc.poll()})"
-        if line.startswith("RANK-PIDS"):
-            _, pid, ppid = line.split()
-            ranks.add(int(pid))
-            proxies.add(int(ppid))
-    return proc, str(script), ranks | proxies
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = [f.name.split("-")[1:] for f in tmp_path.glob("rank-*-*")]
+        if len(found) == 2:
+            ranks = {int(pid) for pid, _ in found}
+            proxies = {int(ppid) for _, ppid in found}
+            return proc, str(script), ranks | proxies
+        time.sleep(0.05)
+    _kill_all(_pids_running(str(script)) | {proc.pid})
+    pytest.fail(f"the ranks of bfrun did not start within 90 s (bfrun exit {proc.poll()}; "
+                f"rank files {sorted(f.name for f in tmp_path.glob('rank-*'))})")
+
+
+def _kill_all(pids):
+    for pid in pids:
+        if _alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc")
@@ -292,10 +311,7 @@ def test_signal_to_bfrun_stops_every_process_of_the_job(tmp_path, sig, extra, si
         assert time.monotonic() - t0 < 10
         assert rc == 128 + sig
     finally:  # never leave a looping job behind, even when the test fails
-        for pid in job | {proc.pid}:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        proc.stdout.close()
+        _kill_all(job | _pids_running(marker) | {proc.pid})
 
 
 def test_run_job_kills_a_job_that_ignores_the_signal(tmp_path):

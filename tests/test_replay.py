@@ -22,7 +22,7 @@ import algorithms
 import bluefog_sim
 from algorithms.problems import least_squares, quadratic
 from bluefog.asynchrony import asynchronous, check_windows, load_trace, replay_timeline
-from bluefog.topology import exponential_graph, symmetric_exponential_graph
+from bluefog.topology import exponential_graph, ring_graph, symmetric_exponential_graph
 from mpi_support import ROOT, run_mpi
 
 N = 4
@@ -43,11 +43,18 @@ def _cases():
     A, y = rng.normal(size=(N, 6, 3)), rng.normal(size=(N, 6))
     return {"ps": (algorithms.async_push_sum(), lambda: quadratic(jnp.asarray(B)), B),
             "sgp": (algorithms.async_sgp(0.02),
-                    lambda: least_squares(jnp.asarray(A), jnp.asarray(y)), None)}
+                    lambda: least_squares(jnp.asarray(A), jnp.asarray(y)), None),
+            "adpsgd": (algorithms.ad_psgd(0.02),
+                       lambda: least_squares(jnp.asarray(A), jnp.asarray(y)), None),
+            "pd": (algorithms.async_push_diging(0.02),
+                   lambda: least_squares(jnp.asarray(A), jnp.asarray(y)), None)}
 
 
-def _replay(prefix, alg, problem, x0):
-    topo = exponential_graph(N)
+def _topology(tag):
+    return ring_graph(N) if tag == "adpsgd" else exponential_graph(N)
+
+
+def _replay(prefix, alg, problem, x0, topo):
     tl = replay_timeline(load_trace(prefix), alg, topo)
     seen = []
 
@@ -65,16 +72,16 @@ def _replay(prefix, alg, problem, x0):
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("tag", ["ps", "sgp"])
+@pytest.mark.parametrize("tag", ["ps", "sgp", "adpsgd", "pd"])
 def test_replay_reproduces_the_mpi_trajectory(recorded, tag):
     alg, make, x0 = _cases()[tag]
     prefix = str(recorded / f"run-{tag}")
     trace = load_trace(prefix)
-    counts = [c for d in trace["ranks"] for _, rd in d["windows"]["push_sum"]["reads"]
-              for _, c in rd]
+    counts = [c for d in trace["ranks"] for win in d["windows"].values()
+              for _, rd in win["reads"] for _, c in rd]
     assert max(counts) >= 2 and min(counts) == 0, counts  # stale and combined reads
     with jax.enable_x64(True):
-        tl, state, seen = _replay(prefix, alg, make(), x0)
+        tl, state, seen = _replay(prefix, alg, make(), x0, _topology(tag))
         for i, doc in enumerate(trace["ranks"]):
             mine = jax.tree_util.tree_map(lambda v: v[i], state.inner)._replace(windows={})
             np.testing.assert_allclose(np.asarray(ravel_pytree(mine)[0]), doc["final"],
