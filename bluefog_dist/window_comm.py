@@ -13,8 +13,9 @@ rank's ``{i: D[i, rank]}`` (sends) or ``{j: D[rank, j]}`` (reads); a per-round a
 length ``R`` becomes ``{peer of round r: v[r]}`` over the window topology's schedule rounds,
 as in the simulator.
 
-:func:`run_async` is the loop: ``steps`` own steps of this rank, each preceded by
-``compute_delay`` seconds of emulated extra compute (a straggler flag), then a barrier.
+:func:`run_async` is the loop: ``steps`` own steps of this rank, or steps until a deadline
+common to every rank (``duration``), each preceded by ``compute_delay`` seconds of emulated
+extra compute (a straggler flag), then a barrier.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from jax.flatten_util import ravel_pytree
 
 from bluefog.algorithm import AgentContext
 from bluefog.engine import agent_key
+from bluefog.validation import check_nonnegative_int, check_positive_float
 
+from .agreement import agree
 from .window_trace import StepLock, TraceRecorder
 from .windows import MpiWindows
 
@@ -159,15 +162,69 @@ class MpiWindowComm:
         return {} if name is None else {k: v for k, v in windows.items() if k != name}
 
 
-def run_async(algorithm, problem, topology, steps: int, *, x0=None, seed: int = 0,
+def _stop_rule(steps, duration, trace, on_step) -> dict:
+    """Validate ``run_async``'s loop arguments (inside :func:`agree`, so every rank raises)."""
+    if (steps is None) == (duration is None):
+        raise ValueError(
+            f"run_async: pass exactly one of steps= (own steps of each rank) or duration= "
+            f"(seconds of wall clock, one deadline for every rank); got steps={steps!r}, "
+            f"duration={duration!r}. Use duration=2.0 when ranks run at different speeds.")
+    if trace is not None and not isinstance(trace, str):
+        raise TypeError(f"run_async: trace must be a path prefix (str) or None; got "
+                        f"{type(trace).__name__}. Pass e.g. trace='/tmp/run'.")
+    if on_step is not None and not callable(on_step):
+        raise TypeError(f"run_async: on_step must be a callable (k, state, seconds) -> None or "
+                        f"None; got {type(on_step).__name__}. Pass e.g. "
+                        "on_step=lambda k, state, seconds: None.")
+    if steps is not None:
+        check_nonnegative_int(steps, "steps", where="run_async")
+        return {"stop": "steps", "trace": trace is not None}
+    return {"stop": ("duration", check_positive_float(duration, "duration", where="run_async")),
+            "trace": trace is not None}
+
+
+def _own_steps(steps, duration, comm):
+    """Yield ``(k, start)`` once per own step: ``steps`` times, or until a common deadline.
+
+    Every rank leaves one barrier first (within the barrier's skew, microseconds on one
+    node) and takes ``start`` on its monotonic clock; the deadline is ``start + duration``,
+    so no wall-clock synchronisation between nodes is needed.
+    """
+    comm.barrier()
+    start, k = time.monotonic(), 0
+    while k < steps if steps is not None else time.monotonic() < start + float(duration):
+        yield k, start
+        k += 1
+
+
+def run_async(algorithm, problem, topology, steps: int | None = None, *,
+              duration: float | None = None, x0=None, seed: int = 0,
               compute_delay: float = 0.0, comm: MpiWindowComm | None = None,
-              trace: str | None = None):
-    """Run ``steps`` own steps of a window algorithm on this rank with no lock-step.
+              trace: str | None = None, on_step=None):
+    r"""Run a window algorithm on this rank with no lock-step, for ``steps`` own steps or
+    ``duration`` seconds.
 
     Each step sleeps ``compute_delay`` seconds first (emulating a slower rank), then runs
     ``algorithm.step`` on the host (its window ops are MPI one-sided calls). Ends with a
     barrier, after which every message sent has been applied at its target. Returns
-    ``(state, comm)``; read the windows with ``comm.mpi``.
+    ``(state, comm)``; read the windows with ``comm.mpi``, the own step count with
+    ``state.count``.
+
+    Every rank leaves a barrier before its first step (the common start). Stop rule
+    (exactly one):
+
+    * ``steps``: every rank runs that many *own* steps. With unequal speeds the fast ranks
+      finish first and the slowest rank runs on alone, pushing its mass into ranks that no
+      longer step; for push-sum methods its weight :math:`v` then decays geometrically and
+      a tracker added to the mass-weighted iterate makes :math:`u / v` diverge.
+    * ``duration``: every rank steps until one common deadline, ``duration`` seconds after
+      the common start, so rank :math:`i` runs about ``duration / t_i`` steps at its own rate
+      :math:`t_i` and all stop within one step of each other: the wall-clock counterpart of
+      the simulator's virtual-time horizon (:func:`bluefog.asynchrony.event_timeline`).
+
+    The stop rule is checked on every rank with one ``allgather``
+    (:func:`bluefog_dist.agreement.agree`): a bad or differing value raises the same error
+    on every rank instead of leaving the others blocked.
 
     ``trace``: a path prefix; every rank then records which messages each of its reads
     consumed, its per-step iterates and final state, and writes ``{trace}.rank{r}.json``
@@ -176,19 +233,28 @@ def run_async(algorithm, problem, topology, steps: int, *, x0=None, seed: int = 
     :class:`~bluefog_dist.window_trace.StepLock` from its first window op to its end (so
     the window part of each step is atomic; compute before it and the delay run
     concurrently), so the interleaving is one of whole steps.
+
+    ``on_step(k, state, seconds)``: called on this rank after its own step ``k`` (0-based),
+    ``seconds`` after the common start, e.g. to log the iterate, or, with ``steps`` only, to
+    call ``comm.barrier()`` for a lock-step baseline of the same method (with ``duration``
+    each rank reads the deadline on its own clock, so one rank may start a step another
+    skips, and its barrier would pair with that rank's final one).
+
+    References
+    ----------
+    M. Assran, N. Loizou, N. Ballas, M. Rabbat, "Stochastic gradient push for distributed
+    deep learning", ICML 2019 (asynchronous runs compared at equal wall-clock time).
     """
     comm = comm or MpiWindowComm()
     r = comm.rank()
-    if trace is not None and not isinstance(trace, str):
-        raise TypeError(f"run_async: trace must be a path prefix (str) or None; got "
-                        f"{type(trace).__name__}. Pass e.g. trace='/tmp/run'.")
+    agree(comm.mpi.comm, lambda: _stop_rule(steps, duration, trace, on_step), what="run_async")
     comm.recorder = None if trace is None else TraceRecorder(r, comm.size, algorithm, topology)
     comm._lock = None if trace is None else StepLock(comm.mpi.comm)
     data = jax.tree_util.tree_map(lambda leaf: leaf[r], problem.data)
     ctx = AgentContext(comm, topology, problem, data, agent_key(seed, r))
     x = problem.init_params if x0 is None else jax.tree_util.tree_map(lambda v: v[r], x0)
     state = algorithm.init(x, ctx)
-    for _ in range(int(steps)):
+    for k, start in _own_steps(steps, duration, comm):
         if compute_delay:
             time.sleep(compute_delay)
         try:
@@ -197,6 +263,8 @@ def run_async(algorithm, problem, topology, steps: int, *, x0=None, seed: int = 
             comm._end_step()
         if comm.recorder is not None:
             comm.recorder.end_step(algorithm.params(state), state)
+        if on_step is not None:
+            on_step(k, state, time.monotonic() - start)
     comm.barrier()
     if comm._lock is not None:
         comm._lock.free()

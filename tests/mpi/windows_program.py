@@ -10,7 +10,13 @@ Checks, on every rank (each failure prints ``FAIL`` and exits non-zero):
 4. the algorithm library's ``async_push_sum`` (the object the simulator runs in virtual
    time) on these windows via ``bluefog_dist.window_comm.run_async``: rank 0 sleeps 5 ms
    before each step, the others 1 ms, no barrier between steps; same two tolerances;
-5. win_free and exit leave no rank blocked (the parent test has a timeout).
+5. ``async_push_sum`` with ``run_async(duration=1.5)``: rank 0 sleeps 30 ms per step, the
+   others 10 ms; every rank stops at one common deadline, so rank 0 runs fewer own steps (no
+   lock-step), the weights still sum to n and the ratios are the exact average, and no
+   rank's weight collapses (with a fixed own-step count the slow rank runs on alone and
+   pushes its weight into stopped ranks); a bad or rank-dependent ``duration`` raises on
+   every rank;
+6. win_free and exit leave no rank blocked (the parent test has a timeout).
 """
 
 import sys
@@ -94,11 +100,37 @@ total_alg = comm.allreduce(float(w))
 err_alg = float(np.abs(np.asarray(x) / float(w) - X0.mean(axis=0)).max())
 check(abs(total_alg - n) < 1e-12, f"async_push_sum: sum w - n = {total_alg - n:.3e}")
 check(err_alg < 1e-10, f"async_push_sum: ratio error {err_alg:.3e}")
-# 5. free and exit
+wcomm.win_free(state.windows, "push_sum")
+# 5. a common wall-clock deadline with unequal speeds: no rank's weight collapses
+state, wcomm = run_async(algorithms.async_push_sum(), quadratic(jnp.asarray(X0)), topo,
+                         duration=1.5, compute_delay=3e-2 if rank == 0 else 1e-2,
+                         x0=jnp.asarray(X0), comm=MpiWindowComm(wins))
+counts = comm.allgather(int(state.count))
+(x, w), _ = wcomm.win_update_then_collect(state.windows, "push_sum")
+weights = comm.allgather(float(w))
+err_dl = comm.allreduce(float(np.abs(np.asarray(x) / float(w) - X0.mean(axis=0)).max()),
+                        op=MPI.MAX)
+check(abs(sum(weights) - n) < 1e-12, f"duration=1.5: sum w - n = {sum(weights) - n:.3e}")
+check(err_dl < 1e-10, f"duration=1.5: ratio error {err_dl:.3e}")
+check(min(weights) > 0.05, f"duration=1.5: a rank's weight collapsed: {weights}")
+check(counts[0] < 0.6 * min(counts[1:]), f"rank 0 (3x slower) ran {counts} own steps")
+for what, kw in [("rank-dependent duration", {"duration": 1.0 + rank}),
+                 ("both steps and duration", {"steps": 5, "duration": 1.0}),
+                 ("negative duration", {"duration": -1.0})]:
+    try:
+        run_async(algorithms.async_push_sum(), quadratic(jnp.asarray(X0)), topo,
+                  comm=MpiWindowComm(wins), **kw)
+        check(False, f"run_async with {what}: no error")
+    except ValueError as exc:
+        check("duration" in str(exc), f"run_async with {what}: unclear message {exc}")
+# 6. free and exit
 wins.close()
 if rank == 0:
     print(f"windows ok={ok} async push-sum 150 iterations in {time.perf_counter() - t0:.2f} s,"
           f" ratio error {err:.2e}, |sum w - n| = {abs(total_w - n):.1e}; algorithms."
-          f"async_push_sum: ratio error {err_alg:.1e}, |sum w - n| = {abs(total_alg - n):.1e}",
+          f"async_push_sum: ratio error {err_alg:.1e}, |sum w - n| = {abs(total_alg - n):.1e}; "
+          f"duration=1.5: own steps {counts}, weights {np.round(weights, 3).tolist()}, "
+          f"ratio error {err_dl:.1e}", flush=True)
+    print(f"RESULT counts={counts} weights={weights}",
           flush=True)
 sys.exit(0 if comm.allreduce(0 if ok else 1) == 0 else 1)
