@@ -178,22 +178,22 @@ def _stop_rule(steps, duration, trace, on_step) -> dict:
                         "on_step=lambda k, state, seconds: None.")
     if steps is not None:
         check_nonnegative_int(steps, "steps", where="run_async")
-        return {"stop": "steps", "trace": trace is not None}
-    return {"stop": ("duration", check_positive_float(duration, "duration", where="run_async")),
-            "trace": trace is not None}
+        stop = "steps"                              # own step counts may differ by rank
+    else:
+        stop = ("duration", check_positive_float(duration, "duration", where="run_async"))
+    return {"stop": stop, "trace": trace is not None}
 
 
-def _own_steps(steps, duration, comm):
-    """Yield ``(k, start)`` once per own step: ``steps`` times, or until a common deadline.
+def _own_steps(steps, duration, start):
+    """Yield own step numbers ``k``: ``steps`` of them, or until ``start + duration``.
 
-    Every rank leaves one barrier first (within the barrier's skew, microseconds on one
-    node) and takes ``start`` on its monotonic clock; the deadline is ``start + duration``,
-    so no wall-clock synchronisation between nodes is needed.
+    ``start`` is taken on each rank's monotonic clock right after a common barrier (the
+    barrier's skew is microseconds on one node), so no wall-clock synchronisation between
+    nodes is needed.
     """
-    comm.barrier()
-    start, k = time.monotonic(), 0
+    k = 0
     while k < steps if steps is not None else time.monotonic() < start + float(duration):
-        yield k, start
+        yield k
         k += 1
 
 
@@ -254,7 +254,9 @@ def run_async(algorithm, problem, topology, steps: int | None = None, *,
     ctx = AgentContext(comm, topology, problem, data, agent_key(seed, r))
     x = problem.init_params if x0 is None else jax.tree_util.tree_map(lambda v: v[r], x0)
     state = algorithm.init(x, ctx)
-    for k, start in _own_steps(steps, duration, comm):
+    comm.barrier()                                  # the common start
+    start = time.monotonic()
+    for k in _own_steps(steps, duration, start):
         if compute_delay:
             time.sleep(compute_delay)
         try:
