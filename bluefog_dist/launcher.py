@@ -38,7 +38,8 @@ on transparent huge pages, which cut page faults per 64 MiB exchange from ~12,00
 Restarting: ``bfrun --max-restarts K`` relaunches a job whose rank died or stalled (no
 heartbeat for ``--heartbeat-timeout`` seconds, default 60; optionally no progress for
 ``--progress-timeout``) up to K times; the program resumes from its newest complete
-checkpoint (:mod:`bluefog_dist.restart` states the contract).
+checkpoint (:mod:`bluefog_dist.restart` states the contract). With ``--elastic`` (and
+``--min-np M``) each relaunch has one rank fewer, down to ``M``.
 
 Stopping: ``SIGTERM``, ``SIGINT`` and ``SIGHUP`` sent to ``bfrun`` stop the whole job
 (``mpiexec``, its proxies, every rank) and ``bfrun`` waits for it; what is left after
@@ -262,12 +263,33 @@ def _restart_options(p) -> None:
     g.add_argument("--progress-timeout", type=float, default=None, metavar="SECONDS",
                    help="with --max-restarts: a rank whose step has not advanced for this long "
                         "is stalled (endless compute, deadlock); off by default")
+    g.add_argument("--elastic", action="store_true",
+                   help="with --max-restarts: relaunch on one rank fewer after each failure "
+                        "(BLUEFOG_ELASTIC=1 on every rank; bluefog-train redistributes its "
+                        "checkpoint over the new number of agents)")
+    g.add_argument("--min-np", type=int, default=None, metavar="M",
+                   help="with --elastic: never relaunch on fewer than M ranks (default 1)")
 
 
 def _check_restart_options(args, parser) -> None:
     if args.max_restarts < 0:
         parser.error(f"--max-restarts must be >= 0; got {args.max_restarts}. Example: "
                      "--max-restarts 3")
+    if args.min_np is not None and not args.elastic:
+        parser.error("--min-np is the smallest relaunch of --elastic; add --elastic, or drop "
+                     f"--min-np {args.min_np}.")
+    if args.elastic:
+        if not args.max_restarts:
+            parser.error("--elastic relaunches a failed job on fewer ranks, so it needs "
+                         "--max-restarts K >= 1. Example: --max-restarts 2 --elastic")
+        if args.min_np is None:
+            args.min_np = 1
+        if not 1 <= args.min_np <= args.np:
+            parser.error(f"--min-np must be between 1 and -np {args.np}; got {args.min_np}. "
+                         "Example: --min-np 2")
+        if args.local_size is not None:
+            parser.error("--elastic cannot be combined with --local-size: a relaunch on "
+                         "fewer ranks would not keep it a divisor of the rank count.")
     for name in ("heartbeat_timeout", "progress_timeout"):
         value = getattr(args, name)
         if value is not None and not 0 < value < float("inf"):
@@ -348,11 +370,13 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     if args.max_restarts:
         return supervise_restarts(
-            lambda extra: build_command(mpiexec, flavour, args.np, program, hosts=args.hosts,
-                                        hostfile=args.hostfile, env={**env, **extra},
-                                        extra=shlex.split(args.mpi_args)),
+            lambda extra, size: build_command(mpiexec, flavour, size, program,
+                                              hosts=args.hosts, hostfile=args.hostfile,
+                                              env={**env, **extra},
+                                              extra=shlex.split(args.mpi_args)),
             {**os.environ, **env}, max_restarts=args.max_restarts, grace=args.grace,
-            heartbeat_timeout=args.heartbeat_timeout, progress_timeout=args.progress_timeout)
+            heartbeat_timeout=args.heartbeat_timeout, progress_timeout=args.progress_timeout,
+            np_=args.np, min_np=args.min_np if args.elastic else None)
     return run_job(cmd, {**os.environ, **env}, grace=args.grace)
 
 

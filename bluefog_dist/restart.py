@@ -21,6 +21,14 @@ The contract with the program (every launch runs the same command line):
   its first report is stalled too (an endless computation, a deadlock); off by default, as
   compiling can take long. Ranks are judged only once they have beaten (start-up is not).
 
+``--elastic`` (with ``--min-np M``, default 1) relaunches on one rank fewer after each
+failure, down to ``M``: the program then finds a checkpoint of more agents than it has ranks
+and redistributes it (``bluefog-train`` does so by itself: every agent starts from the
+checkpoint's average parameters, :mod:`bluefog_train.elastic`); every rank sees
+``BLUEFOG_ELASTIC=1``. On one machine nothing is really lost, so this serves to test the path;
+on a cluster, drop the failed node from the host list yourself (``bfrun`` cannot tell which
+node failed from ``mpiexec``'s exit status).
+
 After each failure ``bfrun`` prints which rank failed and how, the step the ranks had
 reached and the newest checkpoint they reported, i.e. the work lost (at most one checkpoint
 interval plus the steps of one dispatch).
@@ -28,6 +36,7 @@ interval plus the steps of one dispatch).
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import sys
@@ -37,7 +46,11 @@ import time
 from . import heartbeat
 from .supervise import run_job
 
-__all__ = ["HEARTBEAT_TIMEOUT", "Watchdog", "supervise_restarts"]
+__all__ = ["HEARTBEAT_TIMEOUT", "ELASTIC_ENV", "Watchdog", "elastic_sizes", "supervise_restarts"]
+
+#: Set to ``1`` on every rank under ``bfrun --elastic`` (read by
+#: :func:`bluefog_train.elastic.elastic_requested`).
+ELASTIC_ENV = "BLUEFOG_ELASTIC"
 
 #: Default seconds without a heartbeat after which a rank is stalled.
 HEARTBEAT_TIMEOUT = 60.0
@@ -116,17 +129,27 @@ def _lost_work(watch: Watchdog) -> str:
             f"{checkpoint} (lost work: {reached - checkpoint} steps)")
 
 
+def elastic_sizes(np_: int, min_np: int):
+    """The rank counts of the launches under ``--elastic``: ``np_``, then one fewer after each
+    failure, never below ``min_np`` (``[4, 3, 2, 2, ...]`` for 4 and 2)."""
+    size = np_
+    while True:
+        yield size
+        size = max(min_np, size - 1)
+
+
 def supervise_restarts(make_cmd, env: dict, *, max_restarts: int, grace: float,
                        heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
                        progress_timeout: float | None = None,
-                       heartbeat_interval: float | None = None) -> int:
+                       heartbeat_interval: float | None = None,
+                       np_: int | None = None, min_np: int | None = None) -> int:
     """Run the job, relaunching it up to ``max_restarts`` times after a failure.
 
     Parameters
     ----------
-    make_cmd : callable ``dict -> list of str``
+    make_cmd : callable ``(dict, int or None) -> list of str``
         The ``mpiexec`` command line, given the extra environment of this launch (so that
-        the variables reach every rank whatever the MPI flavour).
+        the variables reach every rank whatever the MPI flavour) and its number of ranks.
     env : dict
         The environment of ``mpiexec``.
     max_restarts : int >= 0
@@ -136,6 +159,13 @@ def supervise_restarts(make_cmd, env: dict, *, max_restarts: int, grace: float,
         See :class:`Watchdog`.
     heartbeat_interval : float, optional
         Seconds between beats (default: a fifth of ``heartbeat_timeout``, at most 1).
+    np_ : int, optional
+        Ranks of the first launch (passed on to ``make_cmd``).
+    min_np : int, optional
+        ``--elastic``: each relaunch gets one rank fewer than the launch that failed, never
+        fewer than ``min_np`` (:func:`elastic_sizes`), and every rank sees
+        ``BLUEFOG_ELASTIC=1``. ``mpiexec``'s exit status does not say how many ranks were
+        lost, so one failure counts as one lost rank. ``None``: every launch has ``np_``.
 
     Returns
     -------
@@ -144,16 +174,20 @@ def supervise_restarts(make_cmd, env: dict, *, max_restarts: int, grace: float,
         itself was stopped by signal ``n``, which is never followed by a relaunch).
     """
     interval = heartbeat_interval or min(1.0, heartbeat_timeout / 5)
+    elastic = min_np is not None
+    sizes = elastic_sizes(np_, min_np) if elastic else itertools.repeat(np_)
     root = tempfile.mkdtemp(prefix="bfrun-heartbeat-")
     try:
-        for attempt in range(max_restarts + 1):
+        for attempt, size in zip(range(max_restarts + 1), sizes):
             beats = os.path.join(root, f"launch-{attempt}")
             extra = {"BLUEFOG_RESTART_COUNT": str(attempt),
                      "BLUEFOG_MAX_RESTARTS": str(max_restarts),
                      heartbeat.ENV_DIR: beats, heartbeat.ENV_INTERVAL: f"{interval:g}"}
+            if elastic:
+                extra[ELASTIC_ENV] = "1"
             watch, signals = Watchdog(beats, heartbeat_timeout, progress_timeout), []
             t0 = time.monotonic()
-            code = run_job(make_cmd(extra), {**env, **extra}, grace=grace, watch=watch,
+            code = run_job(make_cmd(extra, size), {**env, **extra}, grace=grace, watch=watch,
                            signals=signals)
             if code == 0 or signals:
                 return code
@@ -163,8 +197,11 @@ def supervise_restarts(make_cmd, env: dict, *, max_restarts: int, grace: float,
             if attempt == max_restarts:
                 _say(f"giving up after {max_restarts} restart(s) (--max-restarts {max_restarts}).")
                 return code if code else 1
-            _say(f"relaunching from the newest complete checkpoint (restart {attempt + 1} of "
-                 f"{max_restarts}).")
+            where = ""
+            if elastic:
+                where = f" on {max(min_np, size - 1)} rank(s) (--elastic, --min-np {min_np})"
+            _say(f"relaunching from the newest complete checkpoint{where} (restart "
+                 f"{attempt + 1} of {max_restarts}).")
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 1  # pragma: no cover - the loop always returns

@@ -46,7 +46,7 @@ import numpy as np
 from ._manifest import FORMAT, VERSION, CheckpointError, build_manifest, read_verified
 
 __all__ = ["CheckpointError", "save", "load", "latest", "restore_latest", "list_checkpoints",
-           "step_of", "prunable", "remove", "FORMAT", "VERSION"]
+           "agent_count", "step_of", "prunable", "remove", "FORMAT", "VERSION"]
 
 _NAME = re.compile(r"^ckpt-(\d{8})\.npz$")
 
@@ -227,6 +227,18 @@ def load(path, template, *, directory=None):
     treedef = jax.tree_util.tree_structure(template)
     manifest, arrays = _read(path, template, None if directory is None else _check_dir(directory))
     return jax.tree_util.tree_unflatten(treedef, arrays), manifest
+
+
+def agent_count(path, *, directory=None) -> int:
+    """The number of agents of the checkpoint ``path``: the common leading axis of its
+    leaves, read after every check of :func:`load` that needs no template."""
+    path = _check_dir(path)
+    _, arrays = _read(path, None, None if directory is None else _check_dir(directory))
+    sizes = {int(np.shape(a)[0]) for a in arrays if np.ndim(a)}
+    if len(sizes) != 1:
+        raise CheckpointError(f"{path}: its leaves have no common agent axis (leading sizes "
+                              f"{sorted(sizes)}); not a checkpoint of stacked agent states.")
+    return sizes.pop()
 
 
 def latest(directory) -> str | None:

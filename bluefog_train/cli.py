@@ -119,6 +119,10 @@ def _groups_output(p) -> None:
                    help="checkpoints of this run kept (the newest finite one always is)")
     g.add_argument("--resume", action="store_true",
                    help="continue from the newest valid checkpoint in --checkpoint-dir")
+    g.add_argument("--elastic", action="store_true",
+                   help="--resume may take a checkpoint of another number of agents: every "
+                        "agent starts from their average (bluefog_train/elastic.py); set by "
+                        "bfrun --elastic, which relaunches a failed job on one rank fewer")
     g.add_argument("--overwrite", action="store_true",
                    help="allow a fresh run to replace another run's checkpoints in "
                         "--checkpoint-dir (they are deleted once this run's first is written)")

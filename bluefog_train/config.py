@@ -21,7 +21,7 @@ __all__ = ["RUNTIME_KEYS", "resume_key", "default_record_every", "resolve_backen
 RUNTIME_KEYS = ("steps", "resume", "out", "plot", "progress", "checkpoint_dir",
                 "checkpoint_every", "keep", "backend", "overwrite", "allow_nonfinite",
                 "record_every_derived", "metrics_csv", "tensorboard", "wandb", "wandb_project",
-                "config", "command_line", "data_dir", "data_verify")
+                "config", "command_line", "data_dir", "data_verify", "elastic")
 
 
 def resume_key(cfg: dict) -> dict:
@@ -144,6 +144,7 @@ def validate_config(cfg: dict) -> dict:
     """
     cfg = dict(cfg)
     cfg.setdefault("overwrite", False)
+    cfg.setdefault("elastic", False)
     cfg.setdefault("allow_nonfinite", False)
     cfg.setdefault("compress", None)
     cfg.setdefault("consensus_step", 0.5)

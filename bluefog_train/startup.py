@@ -17,7 +17,9 @@ none raises.
 ``BLUEFOG_RESTART_COUNT`` >= 1. A run with ``--checkpoint-dir`` and ``--checkpoint-every``
 then continues from the newest complete checkpoint as if ``--resume`` had been given (and
 starts afresh when the failure came before the first checkpoint): the relaunch needs no
-other command line than the first launch.
+other command line than the first launch. Under ``bfrun --elastic`` (``BLUEFOG_ELASTIC=1``) the relaunch may have fewer
+ranks than the first launch: ``--elastic`` is then on, and under MPI the number of agents is
+the world size whatever ``--agents`` says (:mod:`bluefog_train.elastic`).
 """
 
 from __future__ import annotations
@@ -40,9 +42,18 @@ def restart_count() -> int:
 
 
 def _apply_restart(cfg: dict) -> dict:
-    """``--resume`` on a relaunch by ``bfrun`` when a complete checkpoint exists."""
+    """``--resume`` on a relaunch by ``bfrun`` when a complete checkpoint exists; under
+    ``bfrun --elastic``, ``--elastic`` and (on a relaunch under MPI) the world size as the
+    number of agents."""
+    from .elastic import elastic_requested
     from .store import complete_checkpoints
 
+    if elastic_requested():
+        cfg["elastic"] = True
+        if restart_count() and cfg["backend"] == "mpi":
+            from mpi4py import MPI
+
+            cfg["agents"] = MPI.COMM_WORLD.Get_size()  # one rank fewer than --agents, maybe
     if restart_count() and cfg["checkpoint_dir"] and cfg["checkpoint_every"] \
             and not cfg["resume"] and complete_checkpoints(cfg["checkpoint_dir"]):
         cfg["resume"] = True

@@ -25,7 +25,8 @@ from . import checkpoint as ckpt
 from . import sharded
 from ._manifest import CheckpointError
 
-__all__ = ["save", "remove", "complete_checkpoints", "candidates", "restore", "step_of"]
+__all__ = ["save", "remove", "complete_checkpoints", "candidates", "restore", "step_of",
+           "agents_in", "row"]
 
 
 def step_of(path) -> int:
@@ -88,8 +89,38 @@ def save(backend, directory, state, *, step: int, metadata: dict, replace: bool)
     return sharded.step_dir(directory, step), all(e["finite"] for e in every)
 
 
-def _load_here(path, backend, stacked_template, local_template, check):
+def agents_in(path) -> int:
+    """The number of agents a checkpoint of either kind holds (shards, or the leading axis of
+    a single file's leaves), after checking its manifest."""
+    if os.path.isdir(path):
+        return int(sharded.read_manifest(path)["size"])
+    return ckpt.agent_count(path, directory=os.path.dirname(path))
+
+
+def _load_all_agents(path, stacked_template, n: int):
+    """Every agent's state of ``path`` (``n`` agents), stacked, on this process."""
+    import jax
+
+    template = jax.tree_util.tree_map(
+        lambda a: jax.ShapeDtypeStruct((n,) + tuple(a.shape[1:]), a.dtype), stacked_template)
+    if os.path.isdir(path):
+        state, manifest = sharded.load_stacked(path, template)
+    else:
+        state, manifest = ckpt.load(path, template, directory=os.path.dirname(path))
+    return state, {**manifest, "agents": n}
+
+
+def _load_here(path, backend, stacked_template, local_template, check, resize=False):
     """``(state, manifest)`` of ``path`` for this process (stacked in the simulator)."""
+    if resize:
+        import jax
+
+        n = agents_in(path)
+        if n != int(jax.tree_util.tree_leaves(stacked_template)[0].shape[0]):
+            state, manifest = _load_all_agents(path, stacked_template, n)
+            if check is not None:
+                check(manifest, state)
+            return state, manifest
     if os.path.isdir(path):
         if backend.name != "mpi":
             state, manifest = sharded.load_stacked(path, stacked_template)
@@ -97,24 +128,26 @@ def _load_here(path, backend, stacked_template, local_template, check):
             body = sharded.read_manifest(path)
             if body["size"] != backend.size:
                 raise CheckpointError(f"{path}: has {body['size']} shards but the job has "
-                                      f"{backend.size} ranks; resume on {body['size']} ranks.")
+                                      f"{backend.size} ranks; resume on {body['size']} ranks, "
+                                      "or with --elastic (bfrun --elastic) to redistribute it.")
             state, manifest = sharded.load_shard(path, local_template, backend.rank, body)
     else:
         state, manifest = ckpt.load(path, stacked_template, directory=os.path.dirname(path))
         if backend.name == "mpi":
-            state = _row(state, backend.rank)
+            state = row(state, backend.rank)
     if check is not None:
         check(manifest, state)
     return state, manifest
 
 
-def _row(tree, r: int):
+def row(tree, r: int):
+    """Agent ``r``'s state of a stacked state (NumPy leaves)."""
     import jax
 
     return jax.tree_util.tree_map(lambda a: np.asarray(a)[r], tree)
 
 
-def restore(backend, directory, stacked_template, *, check=None):
+def restore(backend, directory, stacked_template, *, check=None, resize=False):
     """The newest checkpoint that every rank can use: ``(path, state, manifest, skipped)``.
 
     Parameters
@@ -125,6 +158,11 @@ def restore(backend, directory, stacked_template, *, check=None):
         The stacked ``(n, ...)`` state structure (``jax.ShapeDtypeStruct`` leaves).
     check : callable ``(manifest, state) -> None``, optional
         Raises :class:`CheckpointError` to refuse a checkpoint.
+    resize : bool
+        Also take a checkpoint of another number of agents: then ``state`` holds *all* its
+        agents' states, stacked, on every process (every shard verified), and ``manifest``
+        has ``"agents"``, their number; :func:`bluefog_train.elastic.reshard_state` maps them
+        onto this run's agents.
 
     Returns
     -------
@@ -144,7 +182,7 @@ def restore(backend, directory, stacked_template, *, check=None):
     for _, path in found:
         error, state, manifest = None, None, None
         try:
-            state, manifest = _load_here(path, backend, stacked_template, local, check)
+            state, manifest = _load_here(path, backend, stacked_template, local, check, resize)
         except CheckpointError as err:
             error = str(err)
         except Exception as err:  # noqa: BLE001 - any failure here refuses this checkpoint

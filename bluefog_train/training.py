@@ -103,22 +103,28 @@ def _config_differences(saved: dict, cfg: dict) -> list:
     return sorted(k for k in set(saved) | set(want) if saved.get(k) != want.get(k))
 
 
-def _restore(cfg: dict, backend, template):
+def _restore(cfg: dict, backend, template, exp):
     """``(start, state, history, path, stacked)`` of the newest checkpoint every rank can use
     (``stacked``: all agents' states, in the simulator only)."""
     directory = cfg["checkpoint_dir"]
     path, state, manifest, skipped = store.restore(
-        backend, directory, template,
+        backend, directory, template, resize=cfg["elastic"],
         check=lambda m, s: _check_metadata(m, s, cfg["allow_nonfinite"]))
     if backend.rank == 0:
         for p, why in skipped:
             print(f"bluefog-train: skipping checkpoint {p}: {why}", file=sys.stderr)
     if path is None:
+        hint = ""
+        if skipped and not cfg["elastic"]:
+            hint = (f" {len(skipped)} checkpoint(s) were skipped (reasons above); one of "
+                    "another number of agents is continued with --elastic.")
         raise FileNotFoundError(
             f"--resume: no valid checkpoint in {directory!r}. Run without --resume first "
-            "(with --checkpoint-dir and --checkpoint-every).")
+            f"(with --checkpoint-dir and --checkpoint-every).{hint}")
     saved = manifest["metadata"]["config"]
     diff = _config_differences(saved, cfg)
+    if "agents" in manifest:  # --elastic and another number of agents: that may differ
+        diff = [k for k in diff if k != "agents"]
     if diff:
         raise ValueError(
             f"--resume: the checkpoint {path} was written with a different configuration "
@@ -137,8 +143,27 @@ def _restore(cfg: dict, backend, template):
         cfg["record_every"] = saved["record_every"]
     if backend.rank == 0:
         print(f"resuming from step {start} (checkpoint {path})", flush=True)
+    if "agents" in manifest:
+        state = _reshard(cfg, backend, exp, state, manifest["agents"])
     stacked = state if backend.name != "mpi" else None
     return start, state, manifest["metadata"]["history"], path, stacked
+
+
+def _reshard(cfg, backend, exp, old_state, old_agents: int):
+    """``--elastic``: the checkpoint's ``old_agents`` states (stacked, on every process)
+    redistributed onto this run's agents (:func:`bluefog_train.elastic.reshard_state`);
+    this rank's row under MPI. Every rank computes the same numbers in one process."""
+    from .elastic import reshard_state
+
+    state = reshard_state(old_state, exp["algorithm"], exp["problem"], exp["topology"],
+                          local_size=cfg["local_size"], seed=cfg["seed"])
+    if backend.rank == 0:
+        print(f"--elastic: the checkpoint holds {old_agents} agents, this run has "
+              f"{cfg['agents']}: every agent starts from their average parameters, the "
+              "optimizer state re-initialised there (step counters kept); the data is split "
+              f"over {cfg['agents']} agents and the {cfg['topology']} topology rebuilt for them.",
+              flush=True)
+    return store.row(state, backend.rank) if backend.name == "mpi" else state
 
 
 def _world_allgather():
@@ -218,7 +243,7 @@ def _begin(cfg, backend, exp):
     template = state_template(exp["algorithm"], exp["problem"], exp["topology"], n,
                               cfg["local_size"])
     if cfg["resume"]:
-        start, state, history, path, stacked = _restore(cfg, backend, template)
+        start, state, history, path, stacked = _restore(cfg, backend, template, exp)
         finite = True if stacked is None else _all_finite(stacked)
         return start, state, history, [(path, finite)], [], stacked
     foreign = []

@@ -31,7 +31,7 @@ def test_relaunches_until_success_with_the_restart_count(tmp_path, capsys):
     log = tmp_path / "log"
     prog = f"echo $BLUEFOG_RESTART_COUNT/$BLUEFOG_MAX_RESTARTS >> {log}; " \
            "test $BLUEFOG_RESTART_COUNT -ge 2"
-    code = supervise_restarts(lambda extra: ["sh", "-c", prog], dict(os.environ),
+    code = supervise_restarts(lambda extra, size: ["sh", "-c", prog], dict(os.environ),
                               max_restarts=3, grace=1.0)
     assert code == 0
     assert log.read_text().split() == ["0/3", "1/3", "2/3"]
@@ -41,7 +41,7 @@ def test_relaunches_until_success_with_the_restart_count(tmp_path, capsys):
 
 
 def test_gives_up_after_max_restarts(tmp_path, capsys):
-    code = supervise_restarts(lambda extra: ["sh", "-c", "exit 7"], dict(os.environ),
+    code = supervise_restarts(lambda extra, size: ["sh", "-c", "exit 7"], dict(os.environ),
                               max_restarts=1, grace=1.0)
     assert code == 7
     assert "giving up after 1 restart(s)" in capsys.readouterr().err
@@ -53,7 +53,7 @@ def test_ctrl_c_stops_the_job_and_is_never_followed_by_a_relaunch(tmp_path):
         import os, signal, sys
         from bluefog_dist.restart import supervise_restarts
         prog = "echo $BLUEFOG_RESTART_COUNT >> {log}; exec sleep 60"
-        sys.exit(supervise_restarts(lambda extra: ["sh", "-c", prog], dict(os.environ),
+        sys.exit(supervise_restarts(lambda extra, size: ["sh", "-c", prog], dict(os.environ),
                                     max_restarts=3, grace=1.0))
     """)
     proc = subprocess.Popen(with_sigint("SIG_DFL", [sys.executable, "-c", code]), cwd=ROOT)

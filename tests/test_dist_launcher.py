@@ -212,7 +212,9 @@ def test_bare_python_in_a_fresh_shell_runs_the_environments_interpreter(tmp_path
     fake = _no_site_python(tmp_path)
     script = tmp_path / "which.py"
     script.write_text("import sys, jax, mpi4jax\nfrom mpi4py import MPI\n"
-                      "print('rank', MPI.COMM_WORLD.Get_rank(), 'python', sys.executable)\n")
+                      "sys.stdout.write(f'rank {MPI.COMM_WORLD.Get_rank()} python "
+                      "{sys.executable}\\n')  # one write: the ranks share one pipe\n"
+                      "sys.stdout.flush()\n")
     env = {**os.environ, "PATH": f"{fake.parent}:{os.environ.get('PATH', '')}"}
     proc = subprocess.run(BFRUN + ["-np", "2", "python", str(script)], capture_output=True,
                           text=True, timeout=300, env=env)
