@@ -1,11 +1,13 @@
 # bluefog-jax: the two commands of the README.
 #   make demo   set up .venv (first time only) and run 64 simulated agents
 #   make test   set up .venv (first time only) and run the whole test suite, mpiexec tests included
+#   make test-system-mpi   the cluster install path: a second venv built against the system
+#               MPI (mpicc on PATH), then the mpiexec tests in it (CI: Debian's MPICH)
 #   make docs   build the architecture page and the API reference (mkdocs --strict, build/site)
 PY := .venv/bin/python
 SETUP := .venv/.bluefog-installed
 
-.PHONY: demo test docs setup clean-venv compare
+.PHONY: demo test test-system-mpi docs setup clean-venv compare
 
 $(SETUP): pyproject.toml tools/setup_env.sh
 	bash tools/setup_env.sh
@@ -17,6 +19,16 @@ demo: $(SETUP)
 
 test: $(SETUP)
 	$(PY) -m pytest
+
+# mpi4py and mpi4jax built from source against the mpicc on PATH, no mpich wheel, the project
+# from .[mpi-system]; bfrun --check must find one MPI library; then the mpiexec tests.
+SYSTEM_VENV := .venv-system-mpi
+SYSTEM_MPI_TESTS := tests/test_dist_mpi.py tests/test_algorithms_mpi.py tests/test_dist_block.py \
+	tests/test_dist_windows.py tests/test_train_mpi.py
+test-system-mpi:
+	bash tools/setup_system_mpi_env.sh $(SYSTEM_VENV)
+	PATH="$(CURDIR)/$(SYSTEM_VENV)/bin:$$PATH" $(SYSTEM_VENV)/bin/bfrun --check
+	PATH="$(CURDIR)/$(SYSTEM_VENV)/bin:$$PATH" $(SYSTEM_VENV)/bin/python -m pytest $(SYSTEM_MPI_TESTS)
 
 # API reference from the docstrings (mkdocstrings) + docs/architecture.md; warnings are errors.
 docs: $(SETUP)
