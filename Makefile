@@ -9,7 +9,7 @@ SETUP := .venv/.bluefog-installed
 
 .PHONY: demo test test-system-mpi docs setup clean-venv compare
 
-$(SETUP): pyproject.toml tools/setup_env.sh
+$(SETUP): pyproject.toml tools/setup_env.sh tools/pip_quiet.sh
 	bash tools/setup_env.sh
 
 setup: $(SETUP)

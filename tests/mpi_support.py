@@ -110,3 +110,22 @@ def with_sigint(disposition: str, cmd: list[str]) -> list[str]:
     if disposition not in ("SIG_IGN", "SIG_DFL"):
         raise ValueError(f"disposition must be 'SIG_IGN' or 'SIG_DFL', got {disposition!r}")
     return [sys.executable, "-c", _SIGINT_THEN_EXEC, disposition] + list(cmd)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie (read from /proc, independent of bfrun)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def end_job(proc: subprocess.Popen, pids) -> None:
+    """A test's cleanup on every path: kill ``proc`` (bfrun) if it still runs, and
+    ``SIGKILL`` every process of ``pids`` that is still alive (ranks, stopped or not)."""
+    if proc.poll() is None:
+        proc.kill()
+    for pid in pids:
+        if process_alive(pid):
+            os.kill(pid, signal.SIGKILL)

@@ -24,6 +24,7 @@ import pytest
 from bluefog_dist import heartbeat
 from bluefog_train import sharded
 from bluefog_train._manifest import read_verified
+from mpi_support import end_job, process_alive
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLI = ["-c", "import sys; from bluefog_train.cli import main; sys.exit(main())"]
@@ -35,14 +36,6 @@ OPTIONS = ["--hidden", "8", "--no-progress", "--steps", str(STEPS), "--checkpoin
 def _beats(root):
     dirs = glob.glob(os.path.join(root, "bfrun-heartbeat-*", "launch-0"))
     return heartbeat.read_beats(dirs[0]) if dirs else {}
-
-
-def _alive(pid):
-    try:
-        stat = open(f"/proc/{pid}/stat").read()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
 def _wait(predicate, timeout, what, lines):
@@ -78,11 +71,7 @@ def test_kill_9_of_one_of_4_ranks_finishes_on_3_ranks_like_the_simulator(tmp_pat
         code = proc.wait(timeout=600)
         time.sleep(0.5)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        for pid in pids:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        end_job(proc, pids)
     text = "".join(lines)
     assert code == 0, text[-5000:]
     assert "relaunching from the newest complete checkpoint on 3 rank(s)" in text, text[-3000:]
@@ -94,7 +83,7 @@ def test_kill_9_of_one_of_4_ranks_finishes_on_3_ranks_like_the_simulator(tmp_pat
     assert r["history"]["step"][-1] == STEPS
     final = sharded.step_dir(d, STEPS)
     assert sharded.read_manifest(final)["size"] == 3  # written by the 3 ranks
-    assert [p for p in pids if _alive(p)] == []
+    assert [p for p in pids if process_alive(p)] == []
 
     # The oracle: the simulator continues the same 4-shard checkpoint on 3 agents.
     sim_dir = tmp_path / "sim"

@@ -22,7 +22,7 @@ import pytest
 from bluefog_dist import heartbeat
 from bluefog_dist.restart import Watchdog, supervise_restarts
 from bluefog_train import sharded
-from mpi_support import with_sigint
+from mpi_support import end_job, process_alive, with_sigint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -169,14 +169,6 @@ def _wait_checkpoint(d, beyond, timeout):
     raise AssertionError(f"no checkpoint beyond step {beyond} within {timeout} s")
 
 
-def _alive(pid):
-    try:
-        stat = open(f"/proc/{pid}/stat").read()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
-
-
 @pytest.mark.mpi
 @pytest.mark.timeout(600)
 def test_kill_9_and_sigstop_of_a_rank_restart_and_finish_bit_for_bit(tmp_path):
@@ -204,11 +196,7 @@ def test_kill_9_and_sigstop_of_a_rank_restart_and_finish_bit_for_bit(tmp_path):
         code = proc.wait(timeout=400)
         time.sleep(0.5)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        for pid in pids:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        end_job(proc, pids)
     out = "\n".join(ln for _, ln in lines)
     assert code == 0, out[-5000:]
     assert at_kill <= resumed, (at_kill, resumed)  # resumed from the newest complete checkpoint
@@ -224,7 +212,7 @@ def test_kill_9_and_sigstop_of_a_rank_restart_and_finish_bit_for_bit(tmp_path):
           f"lost {lost}, load {os.getloadavg()[0]:.1f}")
     assert sorted(re.findall(r"FINAL (\d) (\w+)", out)) == [(str(r), "True") for r in range(4)]
     assert len(re.findall(r"RANK-PID 2 \d", out)) == 4
-    assert [p for p in pids if _alive(p)] == []  # the stopped rank and the others are gone
+    assert [p for p in pids if process_alive(p)] == []  # the stopped rank and the others are gone
 
 
 def test_bluefog_train_resumes_by_itself_on_a_relaunch(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bluefog_dist import launcher
-from mpi_support import ROOT, with_sigint
+from mpi_support import ROOT, process_alive, with_sigint
 
 pytestmark = pytest.mark.mpi
 
@@ -235,15 +235,6 @@ while True:
 """
 
 
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` exists and is not a zombie (read from /proc, independent of bfrun)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
-
-
 def _pids_running(marker: str) -> set[int]:
     """Every process whose command line contains ``marker``."""
     found = set()
@@ -283,7 +274,7 @@ def _start_job(tmp_path, extra=(), sigint=None):
 
 def _kill_all(pids):
     for pid in pids:
-        if _alive(pid):
+        if process_alive(pid):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -307,9 +298,9 @@ def test_signal_to_bfrun_stops_every_process_of_the_job(tmp_path, sig, extra, si
     os.kill(proc.pid, sig)
     try:
         rc = proc.wait(timeout=15)
-        while time.monotonic() - t0 < 10 and any(_alive(p) for p in job):
+        while time.monotonic() - t0 < 10 and any(process_alive(p) for p in job):
             time.sleep(0.1)
-        assert [p for p in job if _alive(p)] == [], "orphans left behind"
+        assert [p for p in job if process_alive(p)] == [], "orphans left behind"
         assert time.monotonic() - t0 < 10
         assert rc == 128 + sig
     finally:  # never leave a looping job behind, even when the test fails
@@ -327,15 +318,15 @@ def test_run_job_kills_a_job_that_ignores_the_signal(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                             cwd=ROOT)
     child = int(proc.stdout.readline().split()[1])
-    assert _alive(child)
+    assert process_alive(child)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 128 + signal.SIGTERM
     assert 1.0 <= time.monotonic() - t0 < 5
     deadline = time.monotonic() + 5
-    while _alive(child) and time.monotonic() < deadline:
+    while process_alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(child)
+    assert not process_alive(child)
     proc.stdout.close()
 
 

@@ -13,7 +13,8 @@ venv="$root/.venv"
 stamp="$venv/.bluefog-installed"
 py="${PYTHON:-python3}"
 
-if [ -f "$stamp" ] && [ "$stamp" -nt "$root/pyproject.toml" ] && [ "$stamp" -nt "$root/tools/setup_env.sh" ]; then
+if [ -f "$stamp" ] && [ "$stamp" -nt "$root/pyproject.toml" ] && [ "$stamp" -nt "$root/tools/setup_env.sh" ] \
+    && [ "$stamp" -nt "$root/tools/pip_quiet.sh" ]; then
   exit 0
 fi
 command -v "$py" >/dev/null || { echo "setup_env.sh: '$py' not found; install Python >= 3.10 or set PYTHON=/path/to/python3" >&2; exit 1; }
@@ -22,15 +23,8 @@ echo "[setup] creating $venv" >&2
 [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
 export PATH="$venv/bin:$PATH"
 # Quiet on success; the whole pip log and a non-zero exit on failure.
-pip_q() {
-  local log; log="$(mktemp)"
-  if ! "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@" >"$log" 2>&1; then
-    cat "$log" >&2; rm -f "$log"
-    echo "[setup] 'pip install $*' failed (log above)" >&2
-    exit 1
-  fi
-  rm -f "$log"
-}
+label=setup
+source "$root/tools/pip_quiet.sh"
 pip_q --upgrade pip
 echo "[setup] installing jax, mpich, mpi4py and the project (editable, dev extras)" >&2
 pip_q mpi4py mpich

@@ -34,15 +34,8 @@ fi
 mpicc_path="$(command -v mpicc)"
 echo "[system-mpi] creating $venv against $mpicc_path" >&2
 [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
-pip_q() {
-  local log; log="$(mktemp)"
-  if ! "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@" >"$log" 2>&1; then
-    cat "$log" >&2; rm -f "$log"
-    echo "[system-mpi] 'pip install $*' failed (log above)" >&2
-    exit 1
-  fi
-  rm -f "$log"
-}
+label=system-mpi
+source "$root/tools/pip_quiet.sh"
 pip_q --upgrade pip
 pip_q cython setuptools wheel nanobind  # build tools (no build isolation: the builds must see mpicc)
 echo "[system-mpi] building mpi4py from source with $mpicc_path" >&2
