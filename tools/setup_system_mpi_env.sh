@@ -11,7 +11,7 @@
 # mpi4py and mpi4jax.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="${1:-$root/.venv-system-mpi}"
+venv="$(realpath -m "${1:-$root/.venv-system-mpi}")"  # absolute: pip builds elsewhere
 stamp="$venv/.bluefog-installed"
 py="${PYTHON:-python3}"
 
