@@ -175,10 +175,11 @@ def supervise_restarts(make_cmd, env: dict, *, max_restarts: int, grace: float,
     """
     interval = heartbeat_interval or min(1.0, heartbeat_timeout / 5)
     elastic = min_np is not None
-    sizes = elastic_sizes(np_, min_np) if elastic else itertools.repeat(np_)
+    sizes = list(itertools.islice(elastic_sizes(np_, min_np) if elastic
+                                  else itertools.repeat(np_), max_restarts + 1))
     root = tempfile.mkdtemp(prefix="bfrun-heartbeat-")
     try:
-        for attempt, size in zip(range(max_restarts + 1), sizes):
+        for attempt, size in enumerate(sizes):
             beats = os.path.join(root, f"launch-{attempt}")
             extra = {"BLUEFOG_RESTART_COUNT": str(attempt),
                      "BLUEFOG_MAX_RESTARTS": str(max_restarts),
@@ -199,7 +200,7 @@ def supervise_restarts(make_cmd, env: dict, *, max_restarts: int, grace: float,
                 return code if code else 1
             where = ""
             if elastic:
-                where = f" on {max(min_np, size - 1)} rank(s) (--elastic, --min-np {min_np})"
+                where = f" on {sizes[attempt + 1]} rank(s) (--elastic, --min-np {min_np})"
             _say(f"relaunching from the newest complete checkpoint{where} (restart "
                  f"{attempt + 1} of {max_restarts}).")
     finally:

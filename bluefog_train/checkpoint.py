@@ -43,7 +43,8 @@ import tempfile
 
 import numpy as np
 
-from ._manifest import FORMAT, VERSION, CheckpointError, build_manifest, read_verified
+from ._manifest import (FORMAT, VERSION, CheckpointError, _read_manifest, build_manifest,
+                        read_verified)
 
 __all__ = ["CheckpointError", "save", "load", "latest", "restore_latest", "list_checkpoints",
            "agent_count", "step_of", "prunable", "remove", "FORMAT", "VERSION"]
@@ -230,11 +231,19 @@ def load(path, template, *, directory=None):
 
 
 def agent_count(path, *, directory=None) -> int:
-    """The number of agents of the checkpoint ``path``: the common leading axis of its
-    leaves, read after every check of :func:`load` that needs no template."""
+    """The number of agents of the checkpoint ``path``: the common leading axis of the leaf
+    shapes its manifest records (the manifest's hash and members checked; the arrays are
+    read and verified by :func:`load`)."""
+    import zipfile
+
     path = _check_dir(path)
-    _, arrays = _read(path, None, None if directory is None else _check_dir(directory))
-    sizes = {int(np.shape(a)[0]) for a in arrays if np.ndim(a)}
+    try:
+        with _open_regular(path, None if directory is None else _check_dir(directory)) as f, \
+                zipfile.ZipFile(f) as zf:
+            manifest = _read_manifest(zf, path)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise CheckpointError(f"{path}: unreadable checkpoint ({type(err).__name__}: {err}).") from None
+    sizes = {int(leaf["shape"][0]) for leaf in manifest["leaves"] if leaf["shape"]}
     if len(sizes) != 1:
         raise CheckpointError(f"{path}: its leaves have no common agent axis (leading sizes "
                               f"{sorted(sizes)}); not a checkpoint of stacked agent states.")

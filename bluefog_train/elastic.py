@@ -31,9 +31,9 @@ import os
 
 import numpy as np
 
-__all__ = ["ELASTIC_ENV", "elastic_requested", "reshard_state"]
-
 from bluefog_dist.restart import ELASTIC_ENV  # set to "1" by bfrun --elastic (no MPI import)
+
+__all__ = ["ELASTIC_ENV", "elastic_requested", "reshard_state"]
 
 
 def elastic_requested() -> bool:
@@ -112,16 +112,14 @@ def reshard_state(old_state, algorithm, problem, topology, *, local_size: int = 
         lambda a: np.mean(np.asarray(a, dtype=np.float64), axis=0).astype(np.asarray(a).dtype),
         params)
 
-    expected = jax.tree_util.tree_map(lambda a: (np.shape(a), np.asarray(a).dtype),
-                                      problem.init_params)
-    got = jax.tree_util.tree_map(lambda a: (np.shape(a), a.dtype), mean)
+    expected = [np.shape(a) for a in jax.tree_util.tree_leaves(problem.init_params)]
+    got = [np.shape(a) for a in jax.tree_util.tree_leaves(mean)]
     if jax.tree_util.tree_structure(mean) != jax.tree_util.tree_structure(problem.init_params) \
-            or jax.tree_util.tree_leaves(expected) != jax.tree_util.tree_leaves(got):
+            or expected != got:
         raise ValueError(
             "reshard_state: old_state does not have the per-agent structure of the problem's "
-            f"parameters (expected shapes {jax.tree_util.tree_leaves(expected)[::2]}, the "
-            f"checkpoint has {jax.tree_util.tree_leaves(got)[::2]}): a checkpoint of another "
-            "model or optimizer? Resume with the options that wrote the checkpoint.")
+            f"parameters (expected shapes {expected}, the checkpoint has {got}): a checkpoint "
+            "of another model or optimizer? Resume with the options that wrote the checkpoint.")
 
     def init(comm, data, key):
         return algorithm.init(mean, AgentContext(comm, topology, problem, data, key))

@@ -17,9 +17,10 @@ none raises.
 ``BLUEFOG_RESTART_COUNT`` >= 1. A run with ``--checkpoint-dir`` and ``--checkpoint-every``
 then continues from the newest complete checkpoint as if ``--resume`` had been given (and
 starts afresh when the failure came before the first checkpoint): the relaunch needs no
-other command line than the first launch. Under ``bfrun --elastic`` (``BLUEFOG_ELASTIC=1``) the relaunch may have fewer
-ranks than the first launch: ``--elastic`` is then on, and under MPI the number of agents is
-the world size whatever ``--agents`` says (:mod:`bluefog_train.elastic`).
+other command line than the first launch. Under ``bfrun --elastic`` (``BLUEFOG_ELASTIC=1``)
+the relaunch may have fewer ranks than the first launch: ``--elastic`` is then on, and under
+MPI the number of agents is the world size whatever ``--agents`` says
+(:mod:`bluefog_train.elastic`).
 """
 
 from __future__ import annotations

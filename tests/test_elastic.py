@@ -8,13 +8,10 @@ the checkpoint's. The relaunch loop's rank counts are read back from the launche
 """
 
 import itertools
-import json
 import os
 
 import numpy as np
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _perturbed(algorithm, problem, topology, seed=0, count=7):
