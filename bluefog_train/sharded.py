@@ -184,9 +184,19 @@ def write_manifest(directory, step: int, shards: list, metadata: dict | None = N
     except TypeError as err:
         raise TypeError(f"metadata must be JSON-serialisable; {err}.") from None
     where = step_dir(directory, step)
+    _remove_stale_shards(where, {s["file"] for s in shards})
     blob = json.dumps({"manifest": body, "sha256": _sha(text.encode())}, allow_nan=True)
     _write_atomic(where, os.path.join(where, MANIFEST), blob.encode())
     return where
+
+
+def _remove_stale_shards(where: str, keep: set) -> None:
+    """Shard files of an interrupted write of this step by a job of another size (a crash,
+    then a ``bfrun --elastic`` relaunch on fewer ranks): removed before the commit, so a
+    complete checkpoint holds exactly the shards its manifest names."""
+    for name in os.listdir(where):
+        if _SHARD.match(name) and name not in keep:
+            os.remove(os.path.join(where, name))
 
 
 def _read_small(path: str, directory: str) -> bytes:

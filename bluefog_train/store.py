@@ -26,7 +26,7 @@ from . import sharded
 from ._manifest import CheckpointError
 
 __all__ = ["save", "remove", "complete_checkpoints", "candidates", "restore", "step_of",
-           "agents_in", "row"]
+           "agents_in", "row", "is_leftover"]
 
 
 def step_of(path) -> int:
@@ -46,6 +46,12 @@ def remove(path) -> None:
 def candidates(directory) -> list[tuple[int, str]]:
     """Every checkpoint of either kind in ``directory`` (complete or not), newest first."""
     return sorted(ckpt.list_checkpoints(directory) + sharded.list_sharded(directory), reverse=True)
+
+
+def is_leftover(path) -> bool:
+    """Whether ``path`` is a sharded checkpoint directory without manifest: a write that a
+    crash interrupted, never committed, replaced by the next writer of its step."""
+    return os.path.isdir(path) and not os.path.lexists(os.path.join(path, sharded.MANIFEST))
 
 
 def complete_checkpoints(directory) -> list[tuple[int, str]]:

@@ -134,7 +134,7 @@ def _restore(cfg: dict, backend, template, exp):
     if start > cfg["steps"]:
         raise ValueError(f"--resume: the checkpoint is at step {start} > --steps "
                          f"{cfg['steps']}; pass --steps >= {start}.")
-    ahead = [p for p, _ in skipped if start < store.step_of(p) <= cfg["steps"]]
+    ahead = _skipped_ahead(backend, skipped, start, cfg["steps"])
     if ahead and not cfg["overwrite"]:
         raise ValueError(
             f"--resume: {ahead[0]} was skipped and lies ahead of step {start}; continuing "
@@ -147,6 +147,17 @@ def _restore(cfg: dict, backend, template, exp):
         state = _reshard(cfg, backend, exp, state, manifest["agents"])
     stacked = state if backend.name != "mpi" else None
     return start, state, manifest["metadata"]["history"], path, stacked
+
+
+def _skipped_ahead(backend, skipped, start: int, steps: int) -> list:
+    """The skipped checkpoints in ``(start, steps]`` that this run would overwrite, as rank 0
+    sees them (broadcast, so every rank raises alike). A sharded checkpoint without manifest
+    is a crashed write's leftover (:mod:`bluefog_train.sharded`): never committed, so it is
+    replaced, not protected (a relaunch by ``bfrun --max-restarts`` after a rank died during
+    a checkpoint write meets exactly that)."""
+    ahead = [p for p, _ in skipped
+             if start < store.step_of(p) <= steps and not store.is_leftover(p)]
+    return backend.bcast(ahead)
 
 
 def _reshard(cfg, backend, exp, old_state, old_agents: int):
