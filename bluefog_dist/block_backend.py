@@ -44,6 +44,8 @@ class BlockBackend(MpiBackend):
         self.is_root = self.rank == 0
         self._agents = slice(comm.offset, comm.offset + comm.block)
         self._error = error
+        self.cache_key = ("mpi-block", self.size, self.rank, comm.block)
+        self.cache_refs = (comm,)  # one BlockComm per configuration (bluefog_dist.run)
 
     def check_agents(self, topology):
         if self._error is not None:

@@ -32,6 +32,11 @@ class MpiBackend:
         self.size = comm.size
         self.rank = comm.rank()
         self.is_root = self.rank == 0
+        #: Programs are shared across runs on the same communicator (bluefog.engine.cache):
+        #: :func:`bluefog_dist.default_comm` returns one object per configuration, so a
+        #: second ``run()`` with equal shapes compiles nothing.
+        self.cache_key = ("mpi", self.size, self.rank)
+        self.cache_refs = (comm,)
 
     def agree(self, fields):
         agree(self.comm.comm, fields, what="bluefog_dist.run")

@@ -119,7 +119,7 @@ def run(algorithm: Algorithm, problem: Problem, topology, steps: int, *, seed: i
     if k == 1 and error is None:
         backend = MpiBackend(comm if faults is None else comm.with_faults(faults))
     else:
-        block = BlockComm(comm, k, local_size=k * _machine_ranks(comm))
+        block = _block_comm(comm, k, k * _machine_ranks(comm))
         backend = BlockBackend(block if faults is None else block.with_faults(faults),
                                error=error)
     result = execute(backend, algorithm, problem, topology, steps, seed=seed, x0=x0,
@@ -129,6 +129,19 @@ def run(algorithm: Algorithm, problem: Problem, topology, steps: int, *, seed: i
     if comm.timeline is not None:
         comm.timeline.flush()
     return result
+
+
+#: ``(id(mpi comm), k, local_size) -> (mpi comm, BlockComm)``: one block communicator per
+#: configuration, so that runs on it share compiled programs (the comm is kept alive with it,
+#: so its id is never reused while the entry exists).
+_BLOCK_COMMS: dict = {}
+
+
+def _block_comm(comm: MpiComm, k: int, local_size: int) -> BlockComm:
+    key = (id(comm), k, local_size)
+    if key not in _BLOCK_COMMS or _BLOCK_COMMS[key][0] is not comm:
+        _BLOCK_COMMS[key] = (comm, BlockComm(comm, k, local_size=local_size))
+    return _BLOCK_COMMS[key][1]
 
 
 def _machine_ranks(comm: MpiComm) -> int:

@@ -4,7 +4,10 @@ A run's programs (initialisation, the initial record, one scan program per dispa
 the final ``params``) are a function of
 
 * the backend's configuration (its ``cache_key``: for the simulator the number of agents,
-  the axis name and ``local_size``; a backend without ``cache_key`` is never cached),
+  the axis name and ``local_size``; under MPI the world size, the rank and the block size;
+  a backend without ``cache_key`` is never cached) and the identity of the objects the
+  programs close over that the key cannot compare by value (its ``cache_refs``: under MPI
+  the communicator, whose handle is compiled into every ``sendrecv``),
 * the *objects* ``algorithm``, ``problem`` and ``metrics`` (by identity: their functions are
   closures, which cannot be compared by value; the cache holds a reference to each, so an
   identity is never reused while its entry lives),
@@ -41,7 +44,7 @@ def run_key(backend, algorithm, problem, topology, args) -> tuple | None:
     backend_key = getattr(backend, "cache_key", None)
     if backend_key is None:
         return None
-    refs = (algorithm, problem, args.metrics)
+    refs = (algorithm, problem, args.metrics, *getattr(backend, "cache_refs", ()))
     key = (backend_key, tuple(id(r) for r in refs), topology.fingerprint, args.on_nonfinite)
     return key, refs
 

@@ -104,3 +104,41 @@ def test_world_size_one_says_a_single_agent_runs(size):
     if single:
         assert single[0].category is RuntimeWarning
         assert "bfrun -np N" in str(single[0].message)
+
+
+@pytest.mark.parametrize("agents_per_rank", [1, 2])
+def test_second_run_reuses_the_compiled_programs(rank, size, agents_per_rank):
+    """Runs on the same communicator with the same algorithm, problem and shapes (a sweep
+    over seeds, or checkpoint segments continued with ``state=``) compile nothing; the
+    continuation still follows the dense oracle. Compiles are counted with JAX's own
+    monitoring event for backend compiles."""
+    import jax
+
+    from bluefog.engine import cache
+
+    cache.clear_programs()
+    n = size * agents_per_rank
+    topology, problem, alg = ring_graph(n), make_problem("quadratic", n), local_dgd()
+    kw = dict(record_every=5, progress=False, agents_per_rank=agents_per_rank)
+    first = bluefog_dist.run(alg, problem, topology, 20, **kw)
+    assert first.compile_seconds > 0
+    compiles = []
+
+    def listener(event, duration, **_):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        again = bluefog_dist.run(alg, problem, ring_graph(n), 20, seed=3, **kw)
+        cont = bluefog_dist.run(alg, problem, topology, 20, state=again.state, **kw)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert again.compile_seconds == 0.0 and cont.compile_seconds == 0.0
+    # nothing but the eager copies of the given state's leaves (one per shape and dtype)
+    kinds = {(np.shape(a), np.asarray(a).dtype) for a in jax.tree_util.tree_leaves(again.state)}
+    assert len(compiles) <= len(kinds), (agents_per_rank, compiles)
+    B = np.asarray(problem.data, np.float64)
+    mine = slice(rank * agents_per_rank, (rank + 1) * agents_per_rank)
+    got = np.reshape(np.asarray(cont.params), B[mine].shape)
+    np.testing.assert_allclose(got, _dense_dgd(topology, B, 40)[mine], rtol=1e-4, atol=1e-5)
