@@ -27,3 +27,14 @@ def test_block_backend_matches_dense_oracles_and_the_simulator():
     ok = dict(re.findall(r"BLOCK OK (\w+) ([0-9.e+-]+)", proc.stdout))
     assert set(ok) == EXPECTED, proc.stdout[-3000:]
     assert all(float(v) <= 1e-10 for v in ok.values()), ok
+
+
+@pytest.mark.slow
+def test_1024_agents_on_4_ranks_equal_the_simulator():
+    """The issue's scale check: 1024 agents, 256 per rank, DGD and exact diffusion on
+    exponential_graph(1024) equal the single-process simulator to 1e-10 in float64."""
+    proc = run_mpi(4, ["tests/mpi/block_checks.py", "1024", "20", "--no-ops"], timeout=900)
+    assert_mpi_ok(proc)
+    ok = dict(re.findall(r"BLOCK OK (\w+) ([0-9.e+-]+)", proc.stdout))
+    assert set(ok) == {"run_dgd_n1024_k256", "run_exact_diffusion_n1024_k256"}, proc.stdout[-3000:]
+    assert all(float(v) <= 1e-10 for v in ok.values()), ok
