@@ -30,6 +30,11 @@ echo "[setup] installing jax, mpich, mpi4py and the project (editable, dev extra
 pip_q mpi4py mpich
 pip_q -e "$root[dev]"
 "$venv/bin/python" -c "import jax, mpi4py, networkx, optax" || { echo "[setup] core install failed" >&2; exit 1; }
+if [ "${BLUEFOG_MPI4JAX_CUDA:-0}" = "1" ]; then
+  jax_version="$("$venv/bin/python" -c 'import jax; print(jax.__version__)')"
+  echo "[setup] BLUEFOG_MPI4JAX_CUDA=1: installing jax[cuda12]==$jax_version" >&2
+  pip_q "jax[cuda12]==$jax_version"
+fi
 
 if ! "$venv/bin/python" -c "import mpi4jax" >/dev/null 2>&1; then
   echo "[setup] building mpi4jax against the venv's MPICH ($venv/bin/mpicc)" >&2
