@@ -16,7 +16,9 @@ Open MPI            ``OMPI_COMM_WORLD_SIZE``   ``OMPI_COMM_WORLD_LOCAL_    ``OMP
                                                RANK``                      LOCAL_SIZE``
 MVAPICH2            ``MV2_COMM_WORLD_SIZE``    ``MV2_COMM_WORLD_LOCAL_     ``MV2_COMM_WORLD_
                                                RANK``                      LOCAL_SIZE``
-Slurm ``srun``      ``PMI_SIZE`` (PMI2)        ``SLURM_LOCALID``           --
+Slurm ``srun``      ``PMI_SIZE`` (PMI2)        ``SLURM_LOCALID``           ``SLURM_STEP_TASKS_
+                                                                           PER_NODE`` at
+                                                                           ``SLURM_NODEID``
 PMIx (no size var)  ``mpi4py`` ``Get_size()``  --                          --
 ==================  =========================  ==========================  ===================
 
@@ -84,6 +86,29 @@ def local_rank(env=None) -> int:
 
 
 def local_size(env=None) -> int:
-    """The number of ranks on this machine (1 outside an MPI launch)."""
-    value = _int_var(_LOCAL_SIZE_VARS, os.environ if env is None else env)
+    """The number of ranks on this machine (1 outside an MPI launch).
+
+    Under a direct ``srun`` (no MPI launcher variable), the count of this node's entry of
+    ``SLURM_STEP_TASKS_PER_NODE`` (else ``SLURM_TASKS_PER_NODE``; ``"4(x2),2"`` means 4, 4
+    and 2 tasks on nodes 0, 1, 2) at index ``SLURM_NODEID``.
+    """
+    env = os.environ if env is None else env
+    value = _int_var(_LOCAL_SIZE_VARS, env)
+    if value is None:
+        value = _slurm_local_size(env)
     return 1 if value is None else value
+
+
+def _slurm_local_size(env) -> int | None:
+    from .slurm import tasks_per_node
+
+    node = _int_var(("SLURM_NODEID",), env)
+    for counts_var, nodes_var in (("SLURM_STEP_TASKS_PER_NODE", "SLURM_STEP_NUM_NODES"),
+                                  ("SLURM_TASKS_PER_NODE", "SLURM_JOB_NUM_NODES")):
+        text, nodes = env.get(counts_var), _int_var((nodes_var, "SLURM_NNODES"), env)
+        if text and nodes is not None and node is not None and node < nodes:
+            try:
+                return tasks_per_node(text, nodes)[node]
+            except ValueError:
+                return None  # unreadable: not ours to fail on (local_size falls back to 1)
+    return None
