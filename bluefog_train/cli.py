@@ -72,13 +72,15 @@ def _groups_model(p) -> None:
                    help="CHOCO's gamma in (0, 1] with --compress (smaller for sparser "
                         "compressors, e.g. 0.05 for topk:0.01)")
     g = p.add_argument_group("optimizer")
-    g.add_argument("--optimizer", choices=OPTIMIZERS, default="dmsgd", help="local optimizer")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
+                   help="local optimizer (default dmsgd; sgd, the only choice, with --async)")
     g.add_argument("--lr", type=float, default=0.1, help="step size (positive, finite)")
     g.add_argument("--lr-schedule", choices=("constant", "cosine", "warmup_cosine"),
                    default="constant", help="optax schedule of the step size (peak --lr)")
     g.add_argument("--warmup-steps", type=int, default=0,
                    help="linear warm-up steps of --lr-schedule warmup_cosine")
-    g.add_argument("--momentum", type=float, default=0.9, help="in [0, 1)")
+    g.add_argument("--momentum", type=float, default=None,
+                   help="in [0, 1) (default 0.9; not used by --async)")
     g.add_argument("--batch-size", type=int, default=16, help="minibatch per agent")
     g.add_argument("--l2", type=float, default=0.0, help="weight decay (finite, >= 0)")
     g = p.add_argument_group("model and data")
@@ -98,6 +100,37 @@ def _groups_model(p) -> None:
     g.add_argument("--synthetic-samples", type=int, default=20000, help="size of --data synthetic")
     g.add_argument("--split", choices=PARTITIONS, default="iid", help="split across agents")
     g.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration")
+
+
+def _groups_async(p) -> None:
+    from .stragglers import ASYNC_METHODS
+
+    g = p.add_argument_group(
+        "asynchrony and stragglers (simulator: virtual time; MPI: emulated compute, wall time)")
+    g.add_argument("--async", dest="async_method", choices=ASYNC_METHODS, default=None,
+                   metavar="METHOD",
+                   help=f"asynchronous training over one-sided windows ({', '.join(ASYNC_METHODS)}"
+                        "): no agent waits for another. Simulator: events of the compute model "
+                        "below up to --duration (default --steps x --compute-time); MPI: every "
+                        "rank steps until --duration seconds after a common start")
+    g.add_argument("--compute-time", type=float, default=None, metavar="MEAN",
+                   help="mean compute time of a step: virtual seconds in the simulator "
+                        "(default 1.0), seconds of emulated compute (a sleep) per step under "
+                        "MPI (default 0: none)")
+    g.add_argument("--jitter", type=float, default=0.0,
+                   help="relative half-width j in [0, 1) of the uniform jitter U[1-j, 1+j]")
+    g.add_argument("--straggler", type=int, default=None, metavar="RANK",
+                   help="the agent (rank) made --slowdown times slower")
+    g.add_argument("--slowdown", type=float, default=1.0, metavar="K",
+                   help="how many times slower the straggler(s) are (>= 1)")
+    g.add_argument("--slow-fraction", type=float, default=0.0,
+                   help="instead of --straggler: a random fraction of the agents is slower")
+    g.add_argument("--latency", type=float, default=0.0,
+                   help="simulator only: virtual latency of every link (synchronous methods "
+                        "pay it every step)")
+    g.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                   help="--async only: the deadline (wall seconds under MPI, required there; "
+                        "virtual seconds in the simulator)")
 
 
 def _groups_output(p) -> None:
@@ -164,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "on the command line override it")
     _groups_run(p)
     _groups_model(p)
+    _groups_async(p)
     _groups_output(p)
     return p
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 from bluefog.validation import (check_nonnegative_int, check_positive_float, check_positive_int,
                                 check_real, check_seed, check_steps, check_unit_interval)
 
+from .stragglers import check_straggler_options
+
 __all__ = ["RUNTIME_KEYS", "resume_key", "default_record_every", "resolve_backend",
            "validate_config"]
 
@@ -21,16 +23,21 @@ __all__ = ["RUNTIME_KEYS", "resume_key", "default_record_every", "resolve_backen
 RUNTIME_KEYS = ("steps", "resume", "out", "plot", "progress", "checkpoint_dir",
                 "checkpoint_every", "keep", "backend", "overwrite", "allow_nonfinite",
                 "record_every_derived", "metrics_csv", "tensorboard", "wandb", "wandb_project",
-                "config", "command_line", "data_dir", "data_verify", "elastic")
+                "config", "command_line", "data_dir", "data_verify", "elastic",
+                # the straggler flags change when steps happen, never what a step computes
+                "compute_time", "jitter", "straggler", "slowdown", "slow_fraction", "latency",
+                "duration")
 
 
 def resume_key(cfg: dict) -> dict:
     """The part of ``cfg`` a checkpoint records and a resumed run must match.
 
     All options except :data:`RUNTIME_KEYS`, sorted by name; ``consensus_step`` only with
-    ``compress`` (it has no effect without it).
+    ``compress`` (it has no effect without it), ``async_method`` only when set (so
+    checkpoints written before ``--async`` existed still resume).
     """
     unused = () if cfg.get("compress") else ("consensus_step",)
+    unused += () if cfg.get("async_method") else ("async_method",)
     return {k: v for k, v in sorted(cfg.items()) if k not in RUNTIME_KEYS + unused}
 
 
@@ -156,6 +163,7 @@ def validate_config(cfg: dict) -> dict:
     cfg.setdefault("warmup_steps", 0)
     cfg["backend"] = resolve_backend(cfg)
     _check_ints(cfg)
+    check_straggler_options(cfg)  # --async and the straggler flags; resolves --optimizer
     _check_reals(cfg)
     _check_compression(cfg)
     _check_schedule(cfg)

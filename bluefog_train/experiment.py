@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 __all__ = ["TOPOLOGIES", "OPTIMIZERS", "make_topology", "make_optimizer", "make_lr",
+           "async_bytes_per_step",
            "classification_metrics", "make_experiment"]
 
 #: Topology names accepted by ``--topology`` / ``--machine-topology``.
@@ -111,6 +112,10 @@ def make_optimizer(cfg: dict, machine_topology):
 
     from algorithms.optim import decentralized, dmsgd, qg_dsgdm
 
+    if cfg.get("async_method"):  # checked by bluefog_train.stragglers: plain SGD steps
+        from algorithms import ASYNC_REGISTRY
+
+        return ASYNC_REGISTRY[cfg["async_method"]](cfg["lr"])
     common = dict(communication=cfg["communication"],
                   steps_per_communication=cfg["steps_per_communication"],
                   machine_topology=machine_topology)
@@ -132,6 +137,26 @@ def make_optimizer(cfg: dict, machine_topology):
                          config={"inner": name, "lr": cfg["lr"], "momentum": beta,
                                  "lr_schedule": cfg.get("lr_schedule") or "constant"}, **common,
                          **compression)
+
+
+def async_bytes_per_step(cfg: dict, params, topology) -> float:
+    r"""Bytes one agent sends per own step of an ``--async`` method, averaged over agents.
+
+    With :math:`d_j` agent :math:`j`'s out-degree (off-diagonal non-zeros of column
+    :math:`j` of ``W``) and :math:`b` the parameters' bytes: ``async_sgp`` accumulates
+    :math:`(x_j, w_j)` into every out-neighbour, :math:`ar d\,(b + s)` with :math:`s` the
+    weight's bytes; ``ad_psgd`` puts its model to every out-neighbour and one correction
+    to the neighbour it averaged with, :math:`(ar d + 1)\,b`.
+    """
+    import jax
+
+    leaves = jax.tree_util.tree_leaves(params)
+    b = float(sum(np.asarray(v).nbytes for v in leaves))
+    W = np.asarray(topology.weights)
+    degree = float(np.mean(np.count_nonzero(W, axis=0) - (np.diag(W) != 0)))
+    if cfg["async_method"] == "ad_psgd":
+        return (degree + 1.0) * b
+    return degree * (b + np.asarray(leaves[0]).dtype.itemsize)
 
 
 def _split_test(X_test, y_test, n: int):
@@ -259,7 +284,8 @@ def _assemble(cfg: dict, n: int, Xs, ys, X_te, y_te) -> dict:
             raise ValueError(f"--local-size must divide --agents; got agents={n}, local-size={L}.")
         machine = make_topology(cfg["machine_topology"], n // L, seed=cfg["seed"])
     algorithm = make_optimizer(cfg, machine)
-    bytes_per_step = communication_bytes_per_step(
+    bytes_per_step = async_bytes_per_step(cfg, problem.init_params, topology) if cfg.get(
+        "async_method") else communication_bytes_per_step(
         problem.init_params, communication=cfg["communication"], topology=topology,
         steps_per_communication=cfg["steps_per_communication"], machine_topology=machine,
         local_size=L,

@@ -16,10 +16,27 @@ import signal
 import sys
 import threading
 
-__all__ = ["TrainingStopped", "StopSignals"]
+__all__ = ["TrainingStopped", "TrainingDiverged", "StopSignals"]
 
 _SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGINT")
                  if hasattr(signal, name))
+
+
+class TrainingDiverged(FloatingPointError):
+    """The run's state or metrics became non-finite; the last finite checkpoint is kept.
+
+    Attributes
+    ----------
+    step : int
+        The first non-finite record, counted from the start of the run (not of this call).
+    checkpoint : str or None
+        The newest checkpoint, all finite, left in place (``None`` without checkpoints).
+    """
+
+    def __init__(self, message: str, step: int, checkpoint: str | None):
+        super().__init__(message)
+        self.step, self.checkpoint = step, checkpoint
+
 
 
 class TrainingStopped(Exception):

@@ -31,25 +31,11 @@ from .config import resume_key
 from .streaming import streaming
 from .experiment import make_experiment
 from .startup import agreed_config
-from .stopping import StopSignals, TrainingStopped
+from .report import results_dict
+from .stopping import StopSignals, TrainingDiverged, TrainingStopped
+from .stragglers import emulate_sync, timed_history
 
 __all__ = ["TrainingDiverged", "TrainingStopped", "state_template", "train"]
-
-
-class TrainingDiverged(FloatingPointError):
-    """The run's state or metrics became non-finite; the last finite checkpoint is kept.
-
-    Attributes
-    ----------
-    step : int
-        The first non-finite record, counted from the start of the run (not of this call).
-    checkpoint : str or None
-        The newest checkpoint, all finite, left in place (``None`` without checkpoints).
-    """
-
-    def __init__(self, message: str, step: int, checkpoint: str | None):
-        super().__init__(message)
-        self.step, self.checkpoint = step, checkpoint
 
 
 def state_template(algorithm, problem, topology, n: int, local_size: int = 1):
@@ -296,44 +282,6 @@ def _run(cfg, backend, exp, start, state, saver, progress):
         raise
 
 
-def _results(cfg, exp, history, final_params, start, res, wall) -> dict:
-    algorithm, steps = exp["algorithm"], cfg["steps"]
-    per_agent = _per_agent_accuracy(exp["model"], final_params, *exp["test"])
-    done = steps - start
-    t_run = res.run_seconds if res else 0.0
-    return {
-        "config": {k: cfg[k] for k in sorted(cfg)},
-        "algorithm": {"name": algorithm.name, "config": algorithm.config},
-        "topology": exp["topology"].name,
-        "history": history,
-        "final": {**{k: history[k][-1] for k in ("loss", "local_loss", "test_accuracy",
-                                                 "consensus_distance")},
-                  "agent_accuracy_mean": float(np.mean(per_agent)),
-                  "agent_accuracy_min": min(per_agent), "agent_accuracy_max": max(per_agent)},
-        "per_agent_test_accuracy": per_agent,
-        "bytes_sent_per_agent_per_step": exp["bytes_per_step"],
-        "bytes_sent_per_agent_total": exp["bytes_per_step"] * steps,
-        "label_histogram": exp["label_histogram"],
-        "timing": {"steps_this_invocation": done, "run_seconds": t_run,
-                   "compile_seconds": res.compile_seconds if res else 0.0, "wall_seconds": wall,
-                   "steps_per_second": done / t_run if t_run > 0 else None},
-        "resumed_from_step": start if cfg["resume"] else None,
-        "_final_params": final_params,
-    }
-
-
-def _per_agent_accuracy(model, stacked_params, X_test, y_test) -> list:
-    """Test accuracy of every agent's final model (``stacked_params`` has leading axis n)."""
-    import jax
-    import jax.numpy as jnp
-
-    from .models import accuracy
-
-    Xt, yt = jnp.asarray(X_test), jnp.asarray(y_test)
-    accs = jax.jit(jax.vmap(lambda p: accuracy(model.apply(p, Xt), yt)))(stacked_params)
-    return [float(a) for a in np.asarray(accs)]
-
-
 def train(cfg: dict, *, progress: bool | None = None) -> dict | None:
     """Run the experiment described by ``cfg``; return the results dict (rank 0) or ``None``.
 
@@ -368,6 +316,11 @@ def train(cfg: dict, *, progress: bool | None = None) -> dict | None:
             f"{cfg['agents']}, world size={backend.size}. Launch with bfrun -np {cfg['agents']} "
             f"or pass --agents {backend.size}.")
     exp = make_experiment(cfg)
+    if cfg["async_method"]:  # no checkpoints (refused by the configuration check)
+        from .asynctrain import train_async
+
+        return train_async(cfg, backend, exp, progress)
+    emulation = emulate_sync(cfg, backend, exp)  # MPI --compute-time: sleeps inside the step
     start, state, history, written, foreign, stacked = _begin(cfg, backend, exp)
     _heartbeat(base=start)
     res, t0, meta = None, time.perf_counter(), None
@@ -385,7 +338,8 @@ def train(cfg: dict, *, progress: bool | None = None) -> dict | None:
         if backend.name == "mpi":
             stacked = backend.stacked(state)  # a collective (results only), every rank
         final_params = None if stacked is None else jax.vmap(exp["algorithm"].params)(stacked)
-    wall = time.perf_counter() - t0
+    wall, end = time.perf_counter() - t0, time.monotonic()
     if backend.rank != 0:
         return None
-    return {**_results(cfg, exp, history, final_params, start, res, wall), "run": meta}
+    history = timed_history(history, cfg, backend.name, emulation, start, end)
+    return {**results_dict(cfg, exp, history, final_params, start, res, wall), "run": meta}
