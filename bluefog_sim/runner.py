@@ -62,7 +62,10 @@ class SimBackend:
         self.sharding = None if devices is None else NamedSharding(
             Mesh(np.array(devices, dtype=object), (axis_name,)), PartitionSpec(axis_name))
         #: Compiled programs are shared across runs with equal keys (bluefog.engine.cache).
-        self.cache_key = ("sim", self.size, axis_name, self.comm.local_size, repr(faults),
+        #: Only the fault model's structure is in it: its tables (seeds, rates, windows, crash
+        #: steps) are inputs of the programs (bluefog.faults.inputs).
+        structure = None if self.comm.faults is None else self.comm.faults.structure
+        self.cache_key = ("sim", self.size, axis_name, self.comm.local_size, structure,
                           None if devices is None else tuple(d.id for d in devices))
 
     def agree(self, fields):
@@ -162,7 +165,10 @@ def run(algorithm: Algorithm, problem: Problem, topology, steps: int, *, seed: i
         Message loss, link outages, partitions and node crashes, simulated inside the
         compiled loop (:mod:`bluefog.faults`); the same object gives the same lost messages
         under :func:`bluefog_dist.run`. With crashes or ``rule="keep_last"`` the state is a
-        :class:`bluefog.faults.FaultAwareState` around the algorithm's.
+        :class:`bluefog.faults.FaultAwareState` around the algorithm's. The model's tables
+        (seeds, rates, windows, crash steps) are inputs of the compiled program, so another
+        run with the same algorithm and problem objects and a model of the same structure
+        (:attr:`bluefog.faults.Faults.structure`) compiles nothing.
     devices : sequence of jax.Device, optional
         Spread the agents over these devices of this process (GPUs, or host devices made
         with ``XLA_FLAGS=--xla_force_host_platform_device_count=8``), in contiguous blocks of

@@ -15,8 +15,10 @@ import pytest
 import algorithms as A
 import bluefog_sim
 from algorithms import problems as P
+from bluefog.engine import cache
 from bluefog.faults import Faults, LinkOutage, MessageLoss, NodeCrash, Partition
 from bluefog.topology import exponential_graph, one_peer_exponential_graph
+from test_engine_cache import compiles  # noqa: F401 - the fixture counting XLA compiles
 
 N = 8
 
@@ -74,6 +76,36 @@ def test_faulty_consensus_trajectory_equals_the_dense_reference(x64, rule):
                                 record_every=steps)
         np.testing.assert_allclose(np.asarray(r.params),
                                    np.linalg.matrix_power(topo.weights, steps) @ X0, atol=1e-13)
+
+
+@pytest.mark.parametrize("rule", ["renormalise", "keep_last"])
+def test_a_sweep_over_seeds_rates_windows_and_crash_steps_compiles_once(x64, compiles, rule):
+    """The fault tables are inputs of the compiled program: a second run with another seed,
+    loss rate, outage window and crash (same structure) compiles nothing and still follows
+    the dense reference; a model of another structure compiles (the counter can fail)."""
+    cache.clear_programs()
+    topo, steps = exponential_graph(N), 20
+    X0 = np.random.default_rng(7).normal(size=(N, 2))
+    x0 = jnp.asarray(X0)
+    alg, prob = A.consensus(), P.quadratic(X0)
+    sweep = [Faults(MessageLoss(0.2, seed=5), LinkOutage([(0, 1)], 2, 9),
+                    NodeCrash(2, at=5, rejoin=11, state="reset"), rule=rule),
+             Faults(MessageLoss(0.45, seed=123456), LinkOutage([(3, 4)], 6, 15),
+                    NodeCrash(6, at=1, rejoin=14, state="reset"), rule=rule)]
+    other = Faults(MessageLoss(0.2, seed=5), LinkOutage([(0, 1), (5, 6)], 2, 9),
+                   NodeCrash(2, at=5, rejoin=11, state="reset"), rule=rule)  # one outage more
+    finals = []
+    for k, f in enumerate(sweep + [other]):
+        compiles.clear()
+        r = bluefog_sim.run(alg, prob, topo, steps, x0=x0, faults=f, record_every=5)
+        if k == 1:
+            assert r.compile_seconds == 0.0 and compiles == [], (r.compile_seconds, compiles)
+        else:
+            assert r.compile_seconds > 0 and len(compiles) > 0
+        ref = _reference(topo.weights, X0, steps, f.check_size(N), rule)
+        np.testing.assert_allclose(np.asarray(r.params), ref, rtol=0, atol=1e-13)
+        finals.append(ref)
+    assert np.abs(finals[0] - finals[1]).max() > 1e-3  # the second model changed the run
 
 
 def test_time_varying_topology_under_faults_equals_the_dense_reference(x64):

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..algorithm import AgentContext
 from ..faults import with_faults
+from ..faults.inputs import agent_comm, data_axis, with_fault_inputs
 from .cache import cached, run_key, shapes
 from .errors import NonFiniteError
 from .observers import notify_records
@@ -120,8 +121,14 @@ class _Run:
         self.compile_seconds = self.run_seconds = 0.0
         self.history = _History()
         comm = backend.comm
-        # A plain closure, not a bound method: cached programs must not keep this run alive.
-        self.ctx = lambda d, k: AgentContext(comm, topology, problem, d, k)
+        # the data axis is (data, fault tables) with faults: tables are inputs (bluefog.faults.inputs)
+        self.data_axis = data_axis(comm)
+
+        def ctx(d, k):  # a plain closure, not a bound method: cached programs must not keep this run alive
+            agent, d = agent_comm(comm, d)
+            return AgentContext(agent, topology, problem, d, k)
+
+        self.ctx = ctx
         self.key = run_key(backend, algorithm, problem, topology, args)
         self.programs: dict = {}  # this run's programs where the backend is not cached
 
@@ -140,12 +147,12 @@ class _Run:
     def init_fn(self, x_axis):
         algorithm, backend = self.algorithm, self.backend
         return backend.map_agents(lambda x, d, k: algorithm.init(x, self.ctx(d, k)),
-                                  (x_axis, 0, 0))
+                                  (x_axis, self.data_axis, 0))
 
     def init_program(self, x_axis):
-        algorithm, backend = self.algorithm, self.backend
+        algorithm, backend, axes = self.algorithm, self.backend, (x_axis, self.data_axis, 0)
         return self.jitted(("init", x_axis), lambda ctx: jax.jit(backend.map_agents(
-            lambda x, d, k: algorithm.init(x, ctx(d, k)), (x_axis, 0, 0))))
+            lambda x, d, k: algorithm.init(x, ctx(d, k)), axes)))
 
     def _raise_nonfinite(self, step: int, agent: int):
         h = self.backend.finish(self.history.arrays())
@@ -154,11 +161,12 @@ class _Run:
 
     def record_initial(self, data, keys):
         one = lambda s, d, k: self.args.metrics(self.algorithm.params(s), self.ctx(d, k))  # noqa: E731
-        shapes = jax.eval_shape(self.backend.map_agents(one, 0), self.state, data, keys)
+        axes = (0, self.data_axis, 0)
+        shapes = jax.eval_shape(self.backend.map_agents(one, axes), self.state, data, keys)
         check_metric_shapes(self.backend.agent_view(shapes), self.args.metrics)
         algorithm, backend, metrics = self.algorithm, self.backend, self.args.metrics
         fn = self.jitted(("record",), lambda ctx: jax.jit(backend.map_agents(
-            lambda s, d, k: record(algorithm, metrics, s, ctx(d, k)), 0)))
+            lambda s, d, k: record(algorithm, metrics, s, ctx(d, k)), axes)))
         m0, bad0, agent0 = jax.tree_util.tree_map(
             np.asarray, self.backend.agent_view(fn(self.state, data, keys)))
         if self.stop and bool(bad0):
@@ -177,7 +185,8 @@ class _Run:
             seg = make_segment(self.algorithm, self.args.metrics, dispatch.chunk_steps,
                                dispatch.records, self.stop)
             ctx = self.ctx
-            fn = self.backend.map_agents(lambda s, d, k: seg(s, ctx(d, k)), 0)
+            fn = self.backend.map_agents(lambda s, d, k: seg(s, ctx(d, k)),
+                                         (0, self.data_axis, 0))
             program = jax.jit(fn, donate_argnums=0)
             # AOT compile for the timing; calls go through jit, which hits the compilation
             # cache (AOT executables with ordered effects, as mpi4jax programs have, fail
@@ -234,7 +243,8 @@ def execute(backend, algorithm, problem, topology, steps, *, seed=0, x0=None,
             progress=progress, on_segment=on_segment, on_nonfinite=on_nonfinite)
         backend.check_agents(topology)
         run = resolved["run"] = _Run(backend, algorithm, problem, topology, args, state)
-        resolved["inputs"] = backend.agent_inputs(problem, args.seed)
+        resolved["inputs"] = with_fault_inputs(backend.comm,
+                                               backend.agent_inputs(problem, args.seed))
         if state is not None:
             x_val, x_axis = backend.initial_params(None, problem)
             expected = jax.eval_shape(run.init_fn(x_axis), x_val, *resolved["inputs"])

@@ -15,10 +15,18 @@ all its messages are lost and its result is discarded). At a ``state="reset"`` r
 :math:`t_2` its state is first replaced by its initial state (the one ``algorithm.init``
 gave it, kept in the wrapper's state) with the counter set to :math:`t_2`. The step counter
 keeps advancing on every agent so that time-varying topologies and fault masks stay in step.
+
+The wrapper depends only on the static part of the model (crashes present, a reset present,
+``keep_last``); the crash windows are read at trace time from the model of the
+communicator the step is given (``ctx.comm.faults``, bound by the engine to the program's
+input tables, :mod:`bluefog.faults.inputs`). So :func:`with_faults` returns the *same*
+wrapped object for the same algorithm and the same static part, and a run with other crash
+steps reuses the compiled program.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, NamedTuple
 
 import jax
@@ -62,17 +70,36 @@ def _check_counted(state, name: str):
             "state a count field, or drop the NodeCrash models and use rule='renormalise'.")
 
 
+#: ``(id(algorithm), static flags) -> (algorithm, wrapped)``, least recently used last; the
+#: entry holds the algorithm, so its id is never reused while the entry lives.
+_WRAPPED: "OrderedDict[tuple, tuple]" = OrderedDict()
+_MAX_WRAPPED = 64
+
+
 def with_faults(algorithm: Algorithm, faults: Faults | None) -> Algorithm:
     """``algorithm`` wrapped to apply ``faults``' crashes and ``keep_last`` memory.
 
     Returned unchanged when neither is needed (losses under ``"renormalise"``/``"absorb"``
     are applied by the communicator alone). The wrapped state is :class:`FaultAwareState`;
-    ``params`` reads the inner state.
+    ``params`` reads the inner state. The same algorithm under models with the same static
+    part gets the same wrapped object (so the engine's program cache can reuse its programs).
     """
     if faults is None or not (faults.has_crashes or faults.rule == "keep_last"):
         return algorithm
-    keep_last, resets = faults.rule == "keep_last", faults.has_resets
+    flags = (faults.rule == "keep_last", faults.has_resets, faults.has_crashes)
+    key = (id(algorithm), flags)
+    entry = _WRAPPED.get(key)
+    if entry is not None and entry[0] is algorithm:
+        _WRAPPED.move_to_end(key)
+        return entry[1]
+    wrapped = _wrap(algorithm, *flags)
+    _WRAPPED[key] = (algorithm, wrapped)
+    while len(_WRAPPED) > _MAX_WRAPPED:
+        _WRAPPED.popitem(last=False)
+    return wrapped
 
+
+def _wrap(algorithm: Algorithm, keep_last: bool, resets: bool, crashes: bool) -> Algorithm:
     def init(params, ctx):
         inner = algorithm.init(params, ctx)
         _check_counted(inner, algorithm.name)
@@ -85,6 +112,7 @@ def with_faults(algorithm: Algorithm, faults: Faults | None) -> Algorithm:
 
     def step(state, ctx):
         inner, t, rank = state.inner, state.inner.count, ctx.comm.rank()
+        faults = ctx.comm.faults  # the model bound to this program's tables
         if resets:
             inner = _where(faults.reset_now(t, rank, jnp), state.initial._replace(count=t), inner)
         memory = state.memory
@@ -94,7 +122,7 @@ def with_faults(algorithm: Algorithm, faults: Faults | None) -> Algorithm:
             memory = view.new_memory
         else:
             new = algorithm.step(inner, ctx)
-        if faults.has_crashes:
+        if crashes:
             new = _where(faults.down(t, rank, jnp), inner._replace(count=new.count), new)
         return FaultAwareState(new, state.initial, memory, new.count)
 

@@ -34,11 +34,14 @@ def _mix(x, xp):
     return x ^ (x >> xp.uint32(16))
 
 
-def draw(seed: int, salt: int, *counters, xp=np):
+def draw(seed, salt: int, *counters, xp=np):
     """32-bit hash of ``(seed, salt, *counters)`` as ``xp.uint32`` (``xp`` is ``numpy`` or
-    ``jax.numpy``; counters may be ints, arrays or tracers, broadcast together)."""
+    ``jax.numpy``; the seed and the counters may be ints, uint32 arrays or tracers (a traced
+    seed makes the seed an input of a compiled program), broadcast together)."""
+    if isinstance(seed, (int, np.integer)):
+        seed = np.uint32(int(seed) & 0xFFFFFFFF)
     with np.errstate(over="ignore"):
-        h = _mix(xp.asarray(np.uint32((int(seed) ^ int(salt)) & 0xFFFFFFFF)), xp)
+        h = _mix(xp.asarray(seed).astype(xp.uint32) ^ xp.uint32(int(salt) & 0xFFFFFFFF), xp)
         for c in counters:
             c = xp.asarray(c).astype(xp.uint32)
             h = _mix(h + c * xp.uint32(_GOLDEN), xp)

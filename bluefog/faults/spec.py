@@ -1,12 +1,16 @@
 r"""``Faults``: a set of fault models plus the receiver's rule, compiled into small tables.
 
-The models (:mod:`bluefog.faults.models`) are turned once, in NumPy, into a few integer
-tables (outage windows, partition labels, crash windows) that are constants of the compiled
-program. Whether the message ``j -> i`` of step ``t`` is delivered is then a vectorised
-expression over those tables plus a counter-based hash (:mod:`bluefog.faults.hashing`) of
-``(seed, t, i, j)``, evaluated inside the compiled loop from the traced step counter. The
-program's size does not depend on the number of windows, crashes or steps (one comparison
-over a table of ``K`` windows), and the same expression, evaluated in NumPy, is the oracle.
+The models (:mod:`bluefog.faults.models`) are turned once, in NumPy, into a few fixed-shape
+tables (:mod:`bluefog.faults.tables`: seeds and loss thresholds, outage windows, partition
+labels, crash windows). Whether the message ``j -> i`` of step ``t`` is delivered is then a
+vectorised expression over those tables plus a counter-based hash
+(:mod:`bluefog.faults.hashing`) of ``(seed, t, i, j)``, evaluated inside the compiled loop
+from the traced step counter. The engine passes the tables to the compiled program as
+**inputs** (:meth:`Faults.params`, bound inside the program with :meth:`Faults.bind`), so
+only the structure (:attr:`Faults.structure`: the rule and the tables' shapes) is compiled
+in: a sweep over seeds, loss rates, windows or crash steps compiles once, and the program's
+size does not depend on the number of windows, crashes or steps (one comparison over a table
+of ``K`` windows). The same expression, evaluated in NumPy on the tables, is the oracle.
 
 Receiver rules (what agent ``i`` computes when some messages of its row did not arrive;
 :math:`A_i(t)` is the set of in-neighbors whose message arrived, :math:`W_{ij}` the weights):
@@ -42,19 +46,14 @@ import numpy as np
 
 from . import hashing
 from .models import BurstyLoss, LinkOutage, MessageLoss, NodeCrash, Partition
+from .tables import build_tables, check_params, structure_of
 
 __all__ = ["Faults", "RULES"]
 
 #: Accepted receiver rules.
 RULES = ("renormalise", "absorb", "keep_last")
-_NEVER = 2**31 - 1
 _MODELS = (MessageLoss, BurstyLoss, LinkOutage, Partition, NodeCrash)
 _SALT_LOSS, _SALT_PHASE, _SALT_STATE = 0x1A55, 0xB0257, 0x57A7E
-
-
-def _tables(models, kind, rows, width: int):
-    out = [row for m in models if isinstance(m, kind) for row in rows(m)]
-    return np.asarray(out, dtype=np.int64).reshape(len(out), width)
 
 
 class Faults:
@@ -86,102 +85,118 @@ class Faults:
             raise ValueError(f"Faults: rule must be one of {', '.join(map(repr, RULES))}; got "
                              f"{rule!r}.")
         self.models, self.rule = tuple(models), rule
-        self._losses = [m for m in models if isinstance(m, (MessageLoss, BurstyLoss))]
-        self._outages = _tables(models, LinkOutage, lambda m: [
-            r for j, i in m.links for r in ([(j, i, m.start, m.end)] + (
-                [] if m.directed else [(i, j, m.start, m.end)]))], 4)
-        self._partitions = [m for m in models if isinstance(m, Partition)]
-        self._labels = None  # per run size: check_size(n)
-        self._crashes = _tables(models, NodeCrash, lambda m: [
-            (m.agent, m.at, _NEVER if m.rejoin is None else m.rejoin, m.state == "reset")], 4)
+        self._size = None  # per run size: check_size(n)
+        self._tables = build_tables(self.models, None)
+        self._bound = None  # traced tables inside a compiled program: bind(params)
 
     # ---- validation against the run ---------------------------------------------------
     def check_size(self, n: int) -> "Faults":
         """This model for ``n`` agents: refuse agents outside ``[0, n)`` and return a copy
         holding the partition label table of ``n`` agents (the original is unchanged, so one
         ``Faults`` can serve runs of different sizes)."""
-        used = [("LinkOutage", a) for a in self._outages[:, :2].ravel()]
-        used += [("NodeCrash", a) for a in self._crashes[:, 0]]
-        used += [("Partition", a) for m in self._partitions for g in m.groups for a in g]
+        used = [("LinkOutage", a) for a in self._tables["outages"][:, :2].ravel()]
+        used += [("NodeCrash", a) for a in self._tables["crashes"][:, 0]]
+        used += [("Partition", a) for m in self.models if isinstance(m, Partition)
+                 for g in m.groups for a in g]
         for where, a in used:
             if not 0 <= a < n:
                 raise ValueError(f"faults: {where} names agent {a}, but the run has {n} agents "
                                  f"(indices 0..{n - 1}). Use an agent index below {n}.")
-        labels = np.zeros((len(self._partitions), n), np.int64)
-        for p, m in enumerate(self._partitions):
-            for g, group in enumerate(m.groups):
-                labels[p, list(group)] = g + 1
         sized = copy.copy(self)
-        sized._labels, sized._size = labels, n
+        sized._size, sized._tables, sized._bound = n, build_tables(self.models, n), None
         return sized
+
+    # ---- parameters as data -----------------------------------------------------------
+    @property
+    def structure(self) -> tuple:
+        """The static part (hashable): the rule, whether a crash resets its agent, and the
+        shape and dtype of every parameter table (:mod:`bluefog.faults.tables`). Two models
+        with equal structures run the same compiled program with different :meth:`params`."""
+        return structure_of(self._tables, self.rule)
+
+    def params(self) -> dict:
+        """The parameter tables (NumPy), the data of a compiled program (module docstring)."""
+        if self._tables["labels"].shape[0] and self._size is None:
+            raise ValueError("Faults.params: a Partition needs the number of agents; use "
+                             "faults.check_size(n).params() (runs do).")
+        return {k: v.copy() for k, v in self._tables.items()}
+
+    def bind(self, params: dict) -> "Faults":
+        """A copy whose traced evaluations (``xp=jax.numpy``) read ``params`` (e.g. tracers
+        of a compiled program's inputs) instead of this model's own tables; ``params`` must
+        have this model's :attr:`structure`. NumPy evaluations keep the model's own tables."""
+        bound = copy.copy(self)
+        bound._bound = check_params(params, self.structure)
+        return bound
+
+    def _table(self, name: str, xp):
+        if xp is not np and self._bound is not None:
+            return self._bound[name]
+        return xp.asarray(self._tables[name])
 
     @property
     def has_crashes(self) -> bool:
-        return len(self._crashes) > 0
+        """Whether a :class:`NodeCrash` is present (static: part of :attr:`structure`)."""
+        return len(self._tables["crashes"]) > 0
 
     @property
     def has_resets(self) -> bool:
-        return bool(self._crashes[:, 3].any()) if self.has_crashes else False
+        """Whether a crash resets its agent at rejoin (static: part of :attr:`structure`)."""
+        return self.structure[1]
 
     # ---- masks (NumPy with xp=np, traced JAX with xp=jax.numpy) -----------------------
-    def _int(self, table, xp):
-        return xp.asarray(table.astype(np.int32 if xp is not np else np.int64))
-
-    def _window(self, lo, hi, t, xp):
-        return (self._int(lo, xp) <= t) & (t < self._int(hi, xp))
+    def _crash_hits(self, t, agent, xp):
+        c = self._table("crashes", xp)
+        return (c[:, 0] == agent) & (c[:, 1] <= t) & (t < c[:, 2]), c
 
     def down(self, t, agent, xp=np):
-        """Whether ``agent`` is crashed during step ``t``."""
-        c = self._crashes
-        if not len(c):
+        """Whether ``agent`` is crashed during step ``t``: :math:`at \\le t < rejoin`."""
+        if not self.has_crashes:
             return xp.asarray(False)
-        hit = (self._int(c[:, 0], xp) == agent) & self._window(c[:, 1], c[:, 2], t, xp)
-        return xp.any(hit)
+        return xp.any(self._crash_hits(t, agent, xp)[0])
 
     def reset_now(self, t, agent, xp=np):
         """Whether ``agent`` rejoins at step ``t`` with its initial state."""
-        c = self._crashes
-        if not len(c):
+        if not self.has_crashes:
             return xp.asarray(False)
-        hit = ((self._int(c[:, 0], xp) == agent) & (self._int(c[:, 2], xp) == t)
-               & (self._int(c[:, 3], xp) > 0))
-        return xp.any(hit)
+        c = self._table("crashes", xp)
+        return xp.any((c[:, 0] == agent) & (c[:, 2] == t) & (c[:, 3] > 0))
 
     @staticmethod
-    def _below(u, p: float, xp):
-        """``u < p 2^32`` (always true for ``p = 1``)."""
-        if p >= 1.0:
-            return xp.ones_like(u, dtype=bool)
-        return u < xp.uint32(hashing.threshold(p))
+    def _below(u, thr, is_one):
+        """``u < thr`` or the probability is 1 (then always true)."""
+        return (u < thr) | (is_one > 0)
 
-    def _random_loss(self, m, t, i, j, xp):
-        u = hashing.draw(m.seed, _SALT_LOSS, t, i, j, xp=xp)
-        if isinstance(m, MessageLoss):
-            return self._below(u, m.p, xp)
-        phase = hashing.draw(m.seed, _SALT_PHASE, i, j, xp=xp) % xp.uint32(m.burst)
-        block = (xp.asarray(t).astype(xp.uint32) + phase) // xp.uint32(m.burst)
-        bad = self._below(hashing.draw(m.seed, _SALT_STATE, block, i, j, xp=xp), m.bad, xp)
-        return xp.where(bad, self._below(u, m.loss_bad, xp), self._below(u, m.loss_good, xp))
+    def _random_loss(self, t, i, j, xp):
+        out = xp.asarray(False)
+        iid = self._table("iid", xp)
+        for k in range(len(self._tables["iid"])):
+            out = out | (hashing.draw(iid[k, 0], _SALT_LOSS, t, i, j, xp=xp) < iid[k, 1])
+        b = self._table("bursty", xp)
+        for k in range(len(self._tables["bursty"])):
+            seed, burst = b[k, 0], b[k, 2]
+            u = hashing.draw(seed, _SALT_LOSS, t, i, j, xp=xp)
+            phase = hashing.draw(seed, _SALT_PHASE, i, j, xp=xp) % burst
+            block = (xp.asarray(t).astype(xp.uint32) + phase) // burst
+            bad = hashing.draw(seed, _SALT_STATE, block, i, j, xp=xp) < b[k, 1]
+            out = out | xp.where(bad, self._below(u, b[k, 3], b[k, 4]),
+                                 self._below(u, b[k, 5], b[k, 6]))
+        return out
 
     def lost(self, t, receiver, sender, xp=np):
         """Whether the message ``sender -> receiver`` of step ``t`` is lost (any model)."""
-        out = xp.asarray(False)
-        for m in self._losses:
-            out = out | self._random_loss(m, t, receiver, sender, xp)
-        o = self._outages
-        if len(o):
-            hit = ((self._int(o[:, 0], xp) == sender) & (self._int(o[:, 1], xp) == receiver)
-                   & self._window(o[:, 2], o[:, 3], t, xp))
+        out = self._random_loss(t, receiver, sender, xp)
+        if len(self._tables["outages"]):
+            o = self._table("outages", xp)
+            hit = (o[:, 0] == sender) & (o[:, 1] == receiver) & (o[:, 2] <= t) & (t < o[:, 3])
             out = out | xp.any(hit)
-        if self._partitions:
-            if self._labels is None:
+        if len(self._tables["windows"]):
+            if self._size is None:
                 raise ValueError("Faults.lost: a Partition needs the number of agents; use "
                                  "faults.check_size(n).lost(...) (runs and communicators do).")
-            labels = self._int(self._labels, xp)
-            lo = self._int(np.array([m.start for m in self._partitions]), xp)
-            hi = self._int(np.array([m.end for m in self._partitions]), xp)
+            labels, w = self._table("labels", xp), self._table("windows", xp)
             split = labels[:, receiver] != labels[:, sender]
-            out = out | xp.any(split & (lo <= t) & (t < hi))
+            out = out | xp.any(split & (w[:, 0] <= t) & (t < w[:, 1]))
         if self.has_crashes:
             out = out | self.down(t, receiver, xp) | self.down(t, sender, xp)
         return out
