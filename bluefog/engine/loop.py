@@ -121,10 +121,11 @@ class _Run:
         self.compile_seconds = self.run_seconds = 0.0
         self.history = _History()
         comm = backend.comm
-        # the data axis is (data, fault tables) with faults: tables are inputs (bluefog.faults.inputs)
+        # with faults the data is (data, fault tables): tables are inputs (bluefog.faults.inputs)
         self.data_axis = data_axis(comm)
 
-        def ctx(d, k):  # a plain closure, not a bound method: cached programs must not keep this run alive
+        # A plain closure, not a bound method: cached programs must not keep this run alive.
+        def ctx(d, k):
             agent, d = agent_comm(comm, d)
             return AgentContext(agent, topology, problem, d, k)
 
