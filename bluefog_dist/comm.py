@@ -21,7 +21,7 @@ primitive           MPI call (on a communicator cloned from ``COMM_WORLD``)
 
 The other jobs live next door: the wire format (one buffer per dtype, bit-cast 16-bit
 floats) in :mod:`bluefog_dist.wire`, machine detection in :mod:`bluefog_dist.machines`,
-message naming for the timeline in :mod:`bluefog_dist.op_names`.
+message naming for the timeline (``jax.named_scope``) in :mod:`bluefog_dist.op_names`.
 
 References
 ----------
@@ -44,7 +44,7 @@ from bluefog.topology.schedule import Round
 
 from .machines import LOCAL_SIZE_ENV, find_machines
 from .op_names import OpNames, named_op
-from .timeline import ENV_VAR as TIMELINE_ENV, Timeline, timeline_path
+from .timeline import ENV_VAR as TIMELINE_ENV, Timeline, timeline_for
 from .wire import pack, unpack
 
 __all__ = ["MpiComm", "LOCAL_SIZE_ENV"]
@@ -83,9 +83,10 @@ class MpiComm(ScheduleCommunicator):
         consecutive ranks of equal size (as ``mpiexec`` places them by default); otherwise
         the hierarchical op raises a ``ValueError`` explaining the placement.
     timeline : str, optional
-        Per-rank Chrome-trace output (prefix or template with ``{rank}``, see
-        :mod:`bluefog_dist.timeline`). Default: the environment variable
-        ``BLUEFOG_TIMELINE``; off when neither is set.
+        Directory of the per-rank ``jax.profiler`` timeline (``rank<r>.json``, see
+        :mod:`bluefog_dist.timeline`; merge with :mod:`bluefog_dist.profile_merge`).
+        Default: the environment variable ``BLUEFOG_TIMELINE`` (``bfrun --timeline`` sets
+        it); off when neither is set. Starting it is collective.
     faults : bluefog.faults.Faults, optional
         Fault model (:mod:`bluefog.faults`): every message is still sent; the receiver
         ignores the ones the model marks lost (the same masks as the simulator's).
@@ -117,8 +118,8 @@ class MpiComm(ScheduleCommunicator):
         self.local_size = machines.local_size
         self._local_comm, self._local_error = machines.local_comm, machines.error
         spec = timeline if timeline is not None else os.environ.get(TIMELINE_ENV) or None
-        self._ops = OpNames(None if spec is None else
-                            Timeline.for_path(timeline_path(spec, self._rank), self._rank))
+        self._ops = OpNames()
+        self._timeline = None if spec is None else timeline_for(spec, self._comm)
         self.faults = check_faults(faults, self.size)
 
     # ---- primitives -----------------------------------------------------------------------
@@ -145,8 +146,7 @@ class MpiComm(ScheduleCommunicator):
         packed = pack(leaves)
         outs = [self._ops.message(
                     "sendrecv", buf,
-                    lambda b: mpi4jax.sendrecv(b, b, src, dst, comm=self._comm),
-                    source=src, dest=dst)
+                    lambda b: mpi4jax.sendrecv(b, b, src, dst, comm=self._comm))
                 for _, _, buf in packed]
         return unpack(leaves, list(zip(packed, outs)))
 
@@ -206,8 +206,7 @@ class MpiComm(ScheduleCommunicator):
         with self._ops.named("broadcast"):
             packed = pack(leaves)
             outs = [self._ops.message("bcast", buf,
-                                      lambda b: mpi4jax.bcast(b, root, comm=self._comm),
-                                      root=root)
+                                      lambda b: mpi4jax.bcast(b, root, comm=self._comm))
                     for _, _, buf in packed]
         return jax.tree_util.tree_unflatten(treedef, unpack(leaves, list(zip(packed, outs))))
 
@@ -228,7 +227,7 @@ class MpiComm(ScheduleCommunicator):
     @property
     def timeline(self) -> Timeline | None:
         """The :class:`~bluefog_dist.timeline.Timeline` of this rank, or ``None`` when off."""
-        return self._ops.timeline
+        return self._timeline
 
     def __repr__(self) -> str:
         return (f"MpiComm(rank={self._rank}, size={self.size}, local_size={self.local_size}, "

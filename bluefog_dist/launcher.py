@@ -4,7 +4,7 @@ Usage::
 
     bfrun -np 4 python train.py --lr 0.1          # or: bfrun -np 4 train.py
     bfrun -np 8 -H node1:4,node2:4 train.py        # host list (or --hostfile FILE)
-    bfrun -np 4 --timeline /tmp/tl_ train.py       # per-rank Chrome traces /tmp/tl_<rank>.json
+    bfrun -np 4 --timeline trace.json train.py     # one Chrome/Perfetto trace of all ranks
     bfrun -np 4 --mpi-args "-bind-to core" train.py  # extra mpiexec flags, passed through
     bfrun --check                                  # only check the MPI stack
     bfrun -np 4 --dry-run train.py                 # print the mpiexec command
@@ -35,6 +35,12 @@ slower exchanges without them). On Linux it also sets ``GLIBC_TUNABLES=glibc.mal
 on transparent huge pages, which cut page faults per 64 MiB exchange from ~12,000 to ~300
 (:func:`large_message_env`).
 
+Timeline: ``bfrun --timeline PATH`` checks ``PATH`` before launching (its directory must
+exist and be writable), sets ``BLUEFOG_TIMELINE=PATH.ranks`` for every rank (each records
+with ``jax.profiler``, :mod:`bluefog_dist.timeline`) and, after the job, merges the ranks'
+files into ``PATH``, one process per rank on one clock (:mod:`bluefog_dist.profile_merge`),
+then removes ``PATH.ranks``.
+
 Restarting: ``bfrun --max-restarts K`` relaunches a job whose rank died or stalled (no
 heartbeat for ``--heartbeat-timeout`` seconds, default 60; optionally no progress for
 ``--progress-timeout``) up to K times; the program resumes from its newest complete
@@ -59,6 +65,7 @@ import sys
 from pathlib import Path
 
 from .slurm import fill_from_allocation
+from . import profile_merge
 from .mpi_check import REBUILD_FIX, check_mpi_stack, compare_mpi_versions
 from .restart import HEARTBEAT_TIMEOUT, supervise_restarts
 from .supervise import GRACE_SECONDS, run_job
@@ -225,9 +232,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-np", "-n", "--np", dest="np", type=int, help="number of ranks (agents)")
     p.add_argument("-H", "--hosts", help="host list, e.g. node1:4,node2:4")
     p.add_argument("--hostfile", help="MPI host file")
-    p.add_argument("--timeline", "--timeline-filename", dest="timeline", metavar="PREFIX",
-                   help="write a Chrome-trace timeline per rank to PREFIX<rank>.json "
-                        "(sets BLUEFOG_TIMELINE)")
+    p.add_argument("--timeline", "--timeline-filename", dest="timeline", metavar="PATH",
+                   help="record every rank with jax.profiler and merge them into one "
+                        "Chrome/Perfetto trace at PATH (ranks' files in PATH.ranks, via "
+                        "BLUEFOG_TIMELINE)")
     p.add_argument("--local-size", type=int, help="ranks per machine for hierarchical ops "
                                                   "(sets BLUEFOG_LOCAL_SIZE)")
     p.add_argument("--mpiexec", help="path of mpiexec (default: the venv's, then PATH)")
@@ -317,8 +325,12 @@ def _rank_env(args, parser) -> dict:
             parser.error(f"-x expects VAR=VALUE; got {item!r}.")
         k, v = item.split("=", 1)
         env[k] = v
-    if args.timeline:
-        env["BLUEFOG_TIMELINE"] = args.timeline
+    if args.timeline is not None:
+        try:
+            _, ranks = profile_merge.check_output(args.timeline)
+        except ValueError as err:
+            parser.error(str(err))
+        env[profile_merge.ENV_VAR] = ranks
     if args.local_size is not None:
         env["BLUEFOG_LOCAL_SIZE"] = str(args.local_size)
     return env
@@ -368,6 +380,16 @@ def main(argv: list[str] | None = None) -> int:
         if not ok:
             print(report, file=sys.stderr)
             return 1
+    if args.timeline is not None:
+        profile_merge.prepare_rank_dir(env[profile_merge.ENV_VAR])
+    rc = _launch(args, cmd, env, mpiexec, flavour, program)
+    if args.timeline is not None:
+        print(profile_merge.finish(args.timeline, env[profile_merge.ENV_VAR]), file=sys.stderr)
+    return rc
+
+
+def _launch(args, cmd, env, mpiexec, flavour, program) -> int:
+    """Run the job once (:func:`run_job`) or under ``--max-restarts``; the exit status."""
     if args.max_restarts:
         return supervise_restarts(
             lambda extra, size: build_command(mpiexec, flavour, size, program,

@@ -1,11 +1,15 @@
-"""Name every MPI message ``<op>/<primitive>`` for the timeline of :class:`bluefog_dist.MpiComm`.
+"""Name every MPI message of :class:`bluefog_dist.MpiComm` ``<op>/<primitive>`` for the timeline.
 
 A public op (``neighbor_allreduce``, ``allreduce``, ...) is built from primitives
-(``sendrecv``, ``allreduce``, ``allgather``, ``bcast``); the timeline records each message as
-``"<op>/<primitive>"`` with its size in bytes and its peers (see
-:mod:`bluefog_dist.timeline`). :class:`OpNames` keeps the name of the op being traced and
-times each message when a timeline is on; :func:`named_op` wraps a public method so that the
-messages it sends carry its name.
+(``sendrecv``, ``allreduce``, ``allgather``, ``bcast``). :class:`OpNames` keeps the name of
+the op being traced, and :meth:`OpNames.message` traces each message inside
+``jax.named_scope("bf.<op>.<primitive>")``: a name in the HLO metadata (``op_name``), nothing
+in the compiled program, so it costs nothing whether the timeline is on or off. The timeline
+(``jax.profiler``, :mod:`bluefog_dist.timeline`) reads the name back from the profile's HLO
+(:func:`bluefog_dist.xspace.message_name`). :func:`named_op` wraps a public method so that
+the messages it sends carry its name.
+
+Reference: ``jax.named_scope`` (JAX documentation, "Profiling computation").
 """
 
 from __future__ import annotations
@@ -14,40 +18,33 @@ import contextlib
 import functools
 from typing import Callable
 
-from .timeline import Timeline
-from .wire import nbytes
+import jax
+
+from .xspace import SCOPE_PREFIX
 
 __all__ = ["OpNames", "named_op"]
 
 
 class OpNames:
-    """The op being traced, and the timeline its messages go to (``None``: off).
+    """The op being traced; names the messages it sends."""
 
-    Parameters
-    ----------
-    timeline : Timeline or None
-    """
-
-    def __init__(self, timeline: Timeline | None):
-        self.timeline = timeline
+    def __init__(self):
         self.op = "op"
 
     @contextlib.contextmanager
     def named(self, op: str):
-        """Within the block, messages are recorded as ``f"{op}/<primitive>"``."""
+        """Within the block, messages are named ``f"{op}/<primitive>"``."""
         previous, self.op = self.op, op
         try:
             yield
         finally:
             self.op = previous
 
-    def message(self, primitive: str, buf, fn: Callable, **args):
-        """``fn(buf)``, timed as ``"<op>/<primitive>"`` with ``bytes`` and ``args`` when the
-        timeline is on (zero cost when off: nothing is inserted into the program)."""
-        if self.timeline is None:
+    def message(self, primitive: str, buf, fn: Callable):
+        """``fn(buf)`` (one MPI message) traced inside
+        ``jax.named_scope(f"bf.{op}.{primitive}")``."""
+        with jax.named_scope(f"{SCOPE_PREFIX}{self.op}.{primitive}"):
             return fn(buf)
-        args["bytes"] = nbytes(buf)
-        return self.timeline.timed(f"{self.op}/{primitive}", args, fn, buf)
 
 
 def named_op(op: str, method: Callable) -> Callable:

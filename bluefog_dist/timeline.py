@@ -1,30 +1,37 @@
-"""Opt-in per-rank timeline of communication ops, as Chrome-trace / Perfetto JSON.
+r"""Per-rank timeline of an MPI job, recorded by ``jax.profiler`` (Bluefog's ``BLUEFOG_TIMELINE``).
 
-Like Bluefog's ``BLUEFOG_TIMELINE``: set the environment variable ``BLUEFOG_TIMELINE`` (or
-pass ``timeline=`` to :class:`bluefog_dist.MpiComm` / :func:`bluefog_dist.run`, or
-``bfrun --timeline PREFIX``) and every rank writes ``PREFIX<rank>.json`` (or the path with
-``{rank}`` substituted, if the value contains ``{rank}``). Open the files in
-``chrome://tracing`` or https://ui.perfetto.dev; one process row per rank, one complete event
-(``"ph": "X"``) per MPI message with its ``name`` (``<op>/<primitive>``, e.g.
-``neighbor_allreduce/sendrecv``), ``bytes``, peers and start/duration in microseconds.
+Turn it on with ``bfrun --timeline trace.json`` (one merged trace of all ranks, see
+:mod:`bluefog_dist.profile_merge`), or with the environment variable ``BLUEFOG_TIMELINE=DIR``
+/ ``MpiComm(timeline=DIR)`` / ``bluefog_dist.run(..., timeline=DIR)`` under any launcher; then
+merge with ``python -m bluefog_dist.profile_merge DIR -o trace.json``.
 
-How ops are timed
------------------
-* **Inside ``jit``** (the normal case: runners compile whole loops), the MPI call is bracketed
-  by two host callbacks (``jax.experimental.io_callback`` with ``ordered=True``). The start
-  callback returns a scalar that is tied to the send buffer with ``lax.optimization_barrier``
-  (so the message cannot leave before the start stamp) and the end callback consumes one
-  element of the received buffer (so it cannot run before the message has arrived). The
-  stamps are therefore taken when the compiled program actually executes the op, once per
-  loop iteration.
-* **Eagerly** (outside ``jit``) the op is timed on the host around the call, with
-  ``block_until_ready``.
+What each rank does
+-------------------
+The first :class:`bluefog_dist.MpiComm` built with a timeline starts one ``jax.profiler``
+session in the process (:func:`timeline_for`; Python tracer off, host tracer on, so XLA's
+ops, mpi4jax's custom calls included, are timed where the compiled program runs them). The
+start is collective: one ``allgather`` (:func:`bluefog_dist.agreement.agree`) shares any
+start error, so that every rank raises it instead of one rank waiting, and serves as a
+barrier; right after it each rank records its wall-clock time ``anchor_unix_ns``
+(``time.time_ns()``). The session records until :meth:`Timeline.close`, which runs at
+interpreter exit (or when called): it stops the profiler, converts the session
+(:mod:`bluefog_dist.profile_export`) and writes ``DIR/rank<r>.json``, a Chrome trace whose
+``ts`` are microseconds since the anchor, with ``otherData`` = ``{rank, size, host,
+anchor_unix_ns, attempt}``. The raw profiler output stays in ``DIR/rank<r>/`` (TensorBoard /
+XProf can open it). Nothing is converted earlier: stopping and converting cost about as
+much as the recorded run (README ``mpi`` section), and would land inside the program's
+timed work.
 
-Overhead: when the timeline is **off** nothing is inserted into the program (the check is a
-Python ``if`` at trace time), so the cost is zero. When on, each message pays two host
-callbacks; measured with ``benchmarks/mpi_exchange.py --timeline-overhead`` (4 ranks on 2
-heavily loaded cores, README ``mpi`` section): +1.0-1.1 ms per 2-round exchange at 1 KiB and
-+2.3-3.5 ms at 1 MiB. Use it to understand a run, not to benchmark one.
+Messages are named by :class:`bluefog_dist.MpiComm`, not timed by it: each message is traced
+inside ``jax.named_scope("bf.<op>.<primitive>")``, which only sets HLO metadata, so nothing
+is added to the compiled program whether the timeline is on or off. The cost when on is the
+profiler's (measured by ``benchmarks/timeline_overhead.py``, README ``mpi`` section).
+
+A rank that dies without running its exit handlers (``MPI_Abort``, ``kill -9``) writes no
+file; the merge names the missing ranks.
+
+Reference: JAX profiling, https://docs.jax.dev/en/latest/profiling.html; Bluefog's timeline
+(``BLUEFOG_TIMELINE``, Ying et al., arXiv:2111.04287, 2021).
 """
 
 from __future__ import annotations
@@ -32,135 +39,152 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import threading
+import shutil
+import socket
 import time
-from typing import Callable
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-from jax import lax
-from jax.experimental import io_callback
+from .agreement import AgreementError, agree
+from .profile_export import find_xplane, session_events
+from .profile_merge import ENV_VAR, FORMAT, rank_file
 
-__all__ = ["Timeline", "timeline_path", "ENV_VAR"]
+__all__ = ["Timeline", "timeline_for", "rank_file", "profile_options", "ENV_VAR", "FORMAT"]
 
-#: Environment variable that turns the timeline on (value: path prefix or template).
-ENV_VAR = "BLUEFOG_TIMELINE"
+_ACTIVE: dict = {"timeline": None}
 
 
-def timeline_path(spec: str, rank: int) -> str:
-    """The file of rank ``rank`` for a timeline ``spec`` (prefix, or template with
-    ``{rank}``).
+def profile_options():
+    """``jax.profiler.ProfileOptions`` of the timeline: Python tracer off (it would time every
+    Python call), host tracer at its default level 2 (XLA ops and JAX's own annotations)."""
+    import jax
 
-    >>> timeline_path("/tmp/tl_", 3)
-    '/tmp/tl_3.json'
-    >>> timeline_path("/tmp/run-{rank}.trace.json", 3)
-    '/tmp/run-3.trace.json'
-    """
-    if not isinstance(spec, (str, os.PathLike)) or not str(spec):
+    options = jax.profiler.ProfileOptions()
+    options.python_tracer_level = 0
+    options.host_tracer_level = 2
+    return options
+
+
+def _check_directory(directory) -> str:
+    if not isinstance(directory, (str, os.PathLike)) or not str(directory):
         raise TypeError(
-            f"timeline must be a non-empty path prefix or template containing '{{rank}}'; got "
-            f"{spec!r}. Example: timeline='/tmp/bf_timeline_' writes /tmp/bf_timeline_0.json, ..."
-        )
-    spec = str(spec)
-    if "{rank}" in spec:
-        return spec.replace("{rank}", str(rank))
-    return f"{spec}{rank}.json"
+            f"timeline must be the path of a directory for the per-rank trace files (str or "
+            f"os.PathLike); got {directory!r}. Example: MpiComm(timeline='/tmp/bf_timeline'), "
+            "or bfrun --timeline trace.json for one merged file.")
+    return str(directory)
 
 
 class Timeline:
-    """Collects complete events for one rank and writes them as Chrome-trace JSON.
+    """One rank's ``jax.profiler`` recording, written as Chrome-trace JSON (module docstring).
 
-    The file is (re)written by :meth:`flush`, which also runs at interpreter exit.
+    Construction is collective over ``comm`` (every rank must build it). Use
+    :func:`timeline_for` rather than the constructor: there is one profiler per process.
 
     Parameters
     ----------
-    path : str
-        Output file of this rank (see :func:`timeline_path`).
-    rank : int
-        Used as the trace's process id, so the files of all ranks can be merged.
+    directory : str or os.PathLike
+        Where ``rank<r>.json`` and the raw profiler output go (created if missing); normally
+        the same on every rank (the merge reads one directory), but not checked.
+    comm : mpi4py.MPI.Intracomm
+        The ranks of the job; its rank numbers the file and the trace's ``pid``.
     """
 
-    _open: dict = {}
-
-    @classmethod
-    def for_path(cls, path: str, rank: int) -> "Timeline":
-        """The timeline writing to ``path`` in this process (one per file, shared by every
-        communicator that points there, so that two ``MpiComm`` objects do not overwrite
-        each other's events)."""
-        key = os.path.abspath(str(path))
-        if key not in cls._open:
-            cls._open[key] = cls(path, rank)
-        return cls._open[key]
-
-    def __init__(self, path: str, rank: int):
-        self.path = str(path)
-        self.rank = int(rank)
+    def __init__(self, directory, comm):
+        self.directory = _check_directory(directory)
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        self.path = rank_file(self.directory, self.rank)
         self.events: list[dict] = []
-        self._lock = threading.Lock()
-        self._pending: dict[int, list[int]] = {}
-        self._origin_ns = time.perf_counter_ns()
-        self._origin_wall_us = time.time_ns() // 1000
-        self._site = 0
-        atexit.register(self.flush)
+        self._threads: dict = {}
+        self.closed = False
+        self._log_dir = None
+        try:
+            agree(comm, self._start_fields, what="bluefog_dist timeline")
+        except AgreementError:
+            self._stop(convert=False)  # another rank failed: leave no profiler running
+            raise
+        self.anchor_ns = time.time_ns()  # every rank just left the same allgather
+        atexit.register(self.close)
 
-    # ---- recording ----------------------------------------------------------------------
-    def _now_us(self, ns: int) -> float:
-        return self._origin_wall_us + (ns - self._origin_ns) / 1000.0
+    def _start_fields(self) -> dict:
+        import jax
 
-    def record(self, name: str, start_ns: int, end_ns: int, args: dict) -> None:
-        """Append one complete event (``perf_counter_ns`` stamps)."""
-        event = {"name": name, "cat": "comm", "ph": "X", "pid": self.rank, "tid": 0,
-                 "ts": self._now_us(start_ns), "dur": max(end_ns - start_ns, 0) / 1000.0,
-                 "args": args}
-        with self._lock:
-            self.events.append(event)
+        log_dir = os.path.join(self.directory, f"rank{self.rank}")
+        shutil.rmtree(log_dir, ignore_errors=True)  # the raw output of an earlier job
+        os.makedirs(log_dir)
+        jax.profiler.start_trace(log_dir, profiler_options=profile_options())
+        self._log_dir = log_dir
+        return {}  # only the errors are shared: ranks may name different directories
 
-    def flush(self) -> str:
-        """Write all events recorded so far to :attr:`path`; returns the path."""
-        with self._lock:
-            events = list(self.events)
+    def _stop(self, convert: bool = True) -> None:
+        import jax
+
+        if self._log_dir is None:
+            return
+        log_dir, self._log_dir = self._log_dir, None
+        jax.profiler.stop_trace()
+        xplane = find_xplane(log_dir) if convert else None
+        if xplane is not None:
+            self.events, self._threads = session_events(xplane, self.rank, self.anchor_ns)
+
+    def _write(self) -> str:
         meta = [{"name": "process_name", "ph": "M", "pid": self.rank, "tid": 0,
-                 "args": {"name": f"rank {self.rank}"}}]
-        directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, exist_ok=True)
+                 "args": {"name": f"rank {self.rank}"}},
+                {"name": "process_sort_index", "ph": "M", "pid": self.rank, "tid": 0,
+                 "args": {"sort_index": self.rank}}]
+        meta += [{"name": "thread_name", "ph": "M", "pid": self.rank, "tid": tid,
+                  "args": {"name": name}} for name, tid in self._threads.items()]
+        anchor = {"name": "timeline start barrier", "cat": "bluefog", "ph": "i", "s": "p",
+                  "pid": self.rank, "tid": 0, "ts": 0.0}
+        doc = {"traceEvents": meta + [anchor] + self.events, "displayTimeUnit": "ms",
+               "otherData": {"bluefog_timeline": FORMAT, "rank": self.rank, "size": self.size,
+                             "host": socket.gethostname(), "anchor_unix_ns": self.anchor_ns,
+                             "attempt": int(os.environ.get("BLUEFOG_RESTART_COUNT", "0") or 0)}}
         tmp = f"{self.path}.tmp"
         with open(tmp, "w") as fh:
-            json.dump({"traceEvents": meta + events, "displayTimeUnit": "ms"}, fh)
+            json.dump(doc, fh)
         os.replace(tmp, self.path)
         return self.path
 
-    # ---- instrumenting one MPI call -------------------------------------------------------
-    def timed(self, name: str, args: dict, fn: Callable, buf):
-        """Run ``out = fn(buf)`` (one MPI message) and record it; returns ``out``.
+    def flush(self) -> str:
+        """The path of this rank's file; the profiler keeps recording.
 
-        ``buf`` is a single array. Inside a trace the stamps are taken by ordered host
-        callbacks tied to ``buf`` and ``out`` by data dependencies (module docstring);
-        eagerly, by the host around a blocking call.
+        Converting a session costs about as much as recording it (stopping the profiler
+        serializes every event), so nothing is converted while the program runs:
+        :meth:`close`, at the latest at interpreter exit, stops the session and writes the
+        file. :func:`bluefog_dist.run` calls this at its end.
         """
-        if not isinstance(buf, jax.core.Tracer):
-            t0 = time.perf_counter_ns()
-            out = jax.block_until_ready(fn(buf))
-            self.record(name, t0, time.perf_counter_ns(), args)
-            return out
-        self._site += 1
-        site = self._site
+        return self.path
 
-        def start():
-            with self._lock:
-                self._pending.setdefault(site, []).append(time.perf_counter_ns())
-            return np.zeros((), np.int32)
+    def close(self) -> str:
+        """Stop recording for good and write :attr:`path` (idempotent; runs at exit)."""
+        if not self.closed:
+            self.closed = True
+            self._stop()
+            self._write()
+            if _ACTIVE["timeline"] is self:
+                _ACTIVE["timeline"] = None
+        return self.path
 
-        def end(_probe):
-            t1 = time.perf_counter_ns()
-            with self._lock:
-                stack = self._pending.get(site)
-                t0 = stack.pop() if stack else t1
-            self.record(name, t0, t1, args)
 
-        token = io_callback(start, jax.ShapeDtypeStruct((), jnp.int32), ordered=True)
-        buf, _ = lax.optimization_barrier((buf, token))
-        out = fn(buf)
-        probe = jnp.reshape(out, (-1,))[:1]
-        io_callback(end, None, probe, ordered=True)
-        return out
+def timeline_for(directory, comm) -> Timeline:
+    """The process's running :class:`Timeline` for ``directory``, started on first use.
+
+    Every :class:`bluefog_dist.MpiComm` with a timeline calls this, so several communicators
+    share one profiler session. Collective when it starts one (all ranks make the same
+    calls, as they build the same communicators).
+
+    Raises
+    ------
+    ValueError
+        If a timeline for another directory is already recording in this process.
+    """
+    directory = _check_directory(directory)
+    active = _ACTIVE["timeline"]
+    if active is not None and not active.closed:
+        if active.directory != directory:
+            raise ValueError(
+                f"timeline: this process already records a timeline into "
+                f"{active.directory!r} (one jax.profiler session per process); got "
+                f"{directory!r}. Use the same directory for every MpiComm, or close the first "
+                "one (comm.timeline.close()) before starting another.")
+        return active
+    _ACTIVE["timeline"] = Timeline(directory, comm)
+    return _ACTIVE["timeline"]

@@ -52,8 +52,8 @@ def test_bluefog_and_horovod_flag_names(monkeypatch, capsys):
     for k in SLURM:
         monkeypatch.delenv(k, raising=False)
     monkeypatch.delenv("SLURM_NODELIST", raising=False)
-    cmd = _dry_run(["-np", "2", "--timeline-filename", "/tmp/tl_", "--extra-mpi-flags",
+    cmd = _dry_run(["-np", "2", "--timeline-filename", "/tmp/tl.json", "--extra-mpi-flags",
                     "-bind-to core", "train.py"], capsys)
     i = cmd.index("BLUEFOG_TIMELINE")
-    assert cmd[i - 1:i + 2] == ["-genv", "BLUEFOG_TIMELINE", "/tmp/tl_"]
+    assert cmd[i - 1:i + 2] == ["-genv", "BLUEFOG_TIMELINE", "/tmp/tl.json.ranks"]
     assert cmd[-4:] == ["-bind-to", "core", sys.executable, "train.py"]

@@ -1,8 +1,9 @@
 """Compressed neighbor_allreduce under MPI: the payload crosses the wire, and the result is
 the dense oracle W @ X_hat with X_hat's rows reconstructed from each rank's own payload.
 
-Transport check: with the timeline on, every ``sendrecv`` of the op carries exactly the bytes
-of the payload arrays of its dtype (``bluefog.compression.payload_bits`` in total per round).
+Transport check: with the timeline on (``jax.profiler``, sizes read from the compiled HLO),
+the ``sendrecv`` messages of the op carry exactly the bytes of the payload arrays
+(``bluefog.compression.payload_bits`` in total per round).
 """
 
 import json
@@ -39,15 +40,18 @@ def test_compressed_neighbor_allreduce_equals_dense_oracle(comm, rank, size, com
                                atol=1e-5)
 
 
-def test_transport_carries_the_payload_bytes(rank, size, tmp_path):
+def test_transport_carries_the_payload_bytes(rank, size, tmp_path_factory):
+    from mpi4py import MPI
+
     from bluefog_dist import MpiComm
 
     comp = C.top_k(0.01)
-    tl_comm = MpiComm(timeline=str(tmp_path / "tl_"))
+    directory = MPI.COMM_WORLD.bcast(str(tmp_path_factory.mktemp("tl")) if rank == 0 else None)
+    tl_comm = MpiComm(timeline=directory)
     topology = ring_graph(size)
     jax.jit(lambda x, k: tl_comm.neighbor_allreduce(x, topology, compressor=comp, key=k))(
         _x(rank), _key(rank)).block_until_ready()
-    events = json.load(open(tl_comm.timeline.flush()))["traceEvents"]
+    events = json.load(open(tl_comm.timeline.close()))["traceEvents"]
     sends = [e for e in events if e.get("ph") == "X" and e["name"].endswith("/sendrecv")]
     rounds = sum(1 for r in topology.schedule.rounds if r.sources[rank] != rank)
     assert sum(e["args"]["bytes"] for e in sends) == rounds * C.payload_bits(comp, D) // 8
