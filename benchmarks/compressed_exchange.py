@@ -6,7 +6,8 @@ Run on every rank, from the repository root::
 
 For each model size (float32) and compressor, every rank runs ``K`` exchanges on the ring
 inside one jitted ``fori_loop`` (one dispatch, warm-up excluded), dense and compressed
-interleaved repetition by repetition, so both see the same machine state. Reported per row:
+interleaved repetition by repetition (order rotated; slowest rank per sample; the shared
+``benchmarks._timing`` helpers), so both see the same machine state. Reported per row:
 the bytes each rank sends per exchange (payload arrays, counted from their static shapes;
 the timeline test checks they are what crosses ``sendrecv``), the median seconds per
 exchange of both, and the min and median over repetitions of the per-repetition ratio
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +30,7 @@ from jax import lax
 from bluefog import compression as C
 from bluefog.topology import ring_graph
 
-from ._timing import machine_load
+from ._timing import interleaved, machine_load, ratio_stats, slowest_rank_sample
 
 COMPRESSORS = {"top_k(1%)": C.top_k(0.01), "int8": C.blockwise(8, 1024),
                "top_k(1%)>int8": C.chain(C.top_k(0.01), C.blockwise(8, 1024)),
@@ -62,12 +62,6 @@ def _loop(comm, topology, K, compressor):
     return jax.jit(lambda x, key: lax.fori_loop(0, K, body, (x, key))[0])
 
 
-def _time(fn, x, key) -> float:
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(x, key))
-    return time.perf_counter() - t0
-
-
 def measure(comm, d: int, name: str, repeats: int) -> dict:
     topology = ring_graph(comm.size)
     nbytes = 4 * d
@@ -75,28 +69,19 @@ def measure(comm, d: int, name: str, repeats: int) -> dict:
     x = jnp.asarray(np.random.default_rng(comm.rank()).normal(size=d), jnp.float32)
     key = jax.random.PRNGKey(comm.rank())
     dense, comp = _loop(comm, topology, K, None), _loop(comm, topology, K, COMPRESSORS[name])
-    _time(dense, x, key), _time(comp, x, key)  # compile + warm-up, excluded
-    t_dense, t_comp, ratios = [], [], []
-    for _ in range(repeats):  # interleaved repetitions
-        comm.barrier()
-        a = comm.comm.allreduce(_time(dense, x, key), op=_max()) / K
-        comm.barrier()
-        b = comm.comm.allreduce(_time(comp, x, key), op=_max()) / K
-        t_dense.append(a)
-        t_comp.append(b)
-        ratios.append(b / a)
+    # one warm-up each (compile; excluded), then interleaved repetitions, order rotated,
+    # slowest rank per sample (benchmarks._timing)
+    times = interleaved({"dense": lambda: jax.block_until_ready(dense(x, key)),
+                         "compressed": lambda: jax.block_until_ready(comp(x, key))},
+                        repeats, sample=lambda fn: slowest_rank_sample(comm.comm, fn, K))
+    lo, med = ratio_stats(times["compressed"], times["dense"])
     rounds = sum(1 for r in topology.schedule.rounds if r.sources[comm.rank()] != comm.rank())
     return {"size_mib": nbytes / 2**20, "compressor": name, "ranks": comm.size, "K": K,
             "dense_bytes_per_exchange": rounds * nbytes,
             "compressed_bytes_per_exchange": rounds * C.payload_bits(COMPRESSORS[name], d) // 8,
-            "dense_s": statistics.median(t_dense), "compressed_s": statistics.median(t_comp),
-            "ratio_min": min(ratios), "ratio_median": statistics.median(ratios)}
-
-
-def _max():
-    from mpi4py import MPI
-
-    return MPI.MAX
+            "dense_s": statistics.median(times["dense"]),
+            "compressed_s": statistics.median(times["compressed"]),
+            "ratio_min": lo, "ratio_median": med}
 
 
 def markdown(rows, load: str) -> str:

@@ -88,6 +88,39 @@ def table(res: dict) -> str:
     return "\n".join(lines)
 
 
+#: mpi_ranks' ratio key -> label of the same-work comparison.
+RATIO_LABELS = {
+    "bluefog_neighbor_allreduce_loop / raw_exchange_exponential":
+        "MpiComm.neighbor_allreduce in fori_loop / raw Sendrecv + NumPy float32 weighted sum",
+    "bluefog_neighbor_allreduce / raw_exchange_exponential":
+        "MpiComm.neighbor_allreduce, 1 call per op / raw Sendrecv + NumPy float32 weighted sum",
+    "bluefog_allreduce_loop / raw_allreduce": "MpiComm.allreduce in fori_loop / raw Allreduce",
+    "mpi4jax_sendrecv_loop / raw_sendrecv_ring":
+        "mpi4jax.sendrecv ring in fori_loop / raw Sendrecv ring",
+}
+
+
+def ratio_table(res: dict) -> str:
+    """Markdown table of the same-work ratios of an :mod:`mpi_ranks` run: min and median of
+    the per-repetition ratio (interleaved repetitions), per message size; ``""`` if the run
+    has none (an older JSON)."""
+    ratios = res.get("ratios") or {}
+    if not ratios:
+        return ""
+    sizes = sorted({int(s) for per in ratios.values() for s in per})
+    lines = [f"Ours vs raw MPI doing the same work (float32), {res['size']} ranks, "
+             f"{res.get('repeats', '?')} interleaved repetitions (warm-up excluded), load "
+             f"{res.get('load_before', '?')} -> {res.get('load_after', '?')}: min, median of "
+             "the per-repetition ratio (< 1: ours faster).", "",
+             "| comparison | " + " | ".join(f"{4 * s} B" for s in sizes) + " |",
+             "|---|" + "---|" * len(sizes)]
+    for key, per in ratios.items():
+        cells = [f"{per[str(s)]['min']:.2f}, {per[str(s)]['median']:.2f}" if str(s) in per
+                 else "-" for s in sizes]
+        lines.append(f"| {RATIO_LABELS.get(key, key)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--from", dest="src", metavar="JSON", help="mpi_ranks.py --json output")
@@ -105,6 +138,9 @@ def main(argv=None):
             sys.exit(f"cost_report: {res}")
     print(f"# cost model vs measurement ({machine_load()})\n")
     print(table(res))
+    ratios = ratio_table(res)
+    if ratios:
+        print("\n" + ratios)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 """One process per agent: the DGD workload of :mod:`_workload` under ``mpiexec -n N`` with
 ``bluefog_dist.MpiComm`` (exponential graph), ``K`` steps inside one jitted ``fori_loop``.
 
-Rank 0 writes ``{"size": N, "per_step": seconds, "samples": [...]}`` (slowest rank per
-sample, median over samples). Usage::
+The program is compiled and run once first (warm-up, excluded); then ``--samples`` runs are
+timed between barriers. Rank 0 writes ``{"size": N, "per_step": seconds, "samples": [...]}``
+(slowest rank per sample, median over samples). ``compare.py`` launches it once per
+interleaved repetition with ``--samples 1``, alternating with the in-process simulator, so
+the per-repetition ratio compares the two under the same machine load. Usage::
 
     mpiexec -n 4 python -m benchmarks.dgd_ranks --json out.json
 """

@@ -11,9 +11,11 @@ values, exponential graph) done by
 * ``scipy.sparse``: CSR ``W @ X``;
 * ``jax sparse`` : ``jax.experimental.sparse.BCOO`` ``W @ X`` jitted.
 
-Every method's result is checked against NumPy's ``W @ X`` before it is timed. Times are
-medians of repeats with ``block_until_ready``; ratios are to ``sim`` of the same row, i.e.
-measured in the same run. Usage::
+Every method's result is checked against NumPy's ``W @ X`` before it is timed (float32
+inputs for every method). The methods of one (n, d) point are timed in interleaved
+repetitions (warm-up excluded, order rotated, ``block_until_ready``); times are medians,
+and each method's ratio to ``sim`` is the min and median of the per-repetition ratio
+(same repetitions). The load average is printed before and after. Usage::
 
     python -m benchmarks.mixing_scaling            # full sweep (a few minutes)
     python -m benchmarks.mixing_scaling --quick    # small sizes, seconds
@@ -23,7 +25,9 @@ measured in the same run. Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import statistics
 import sys
 
 import jax
@@ -33,7 +37,7 @@ from jax import lax
 
 from bluefog_sim import SimComm, spmd
 
-from ._timing import block, fmt_time, machine_load, median_time
+from ._timing import block, call_time, fmt_time, interleaved, machine_load, ratio_stats
 from ._topologies import make_topology
 
 #: (n, d) points of the full sweep: d in {1e3, 1e5, 1e6} at n = 64, n in {8, 64, 256} at 1e5.
@@ -110,26 +114,40 @@ def build_methods(topology, X: np.ndarray, *, loop: int = 20):
 
 def measure(n: int, d: int, *, family: str = "exponential", repeats: int = 5, loop: int = LOOP,
             seed: int = 0) -> dict:
-    """Per-mix median times (seconds) of every method in :data:`METHODS` at one (n, d)."""
+    """Per-mix times (seconds) of every method in :data:`METHODS` at one (n, d).
+
+    The methods are timed in ``repeats`` interleaved repetitions (``_timing.interleaved``:
+    one warm-up call each, excluded; order rotated; a sample loops a method for >= 20 ms).
+    ``row[m]`` is the median per-mix time, ``row["min"][m]`` the fastest sample and
+    ``row["vs_sim"][m]`` the (min, median) of the per-repetition ratio ``m / sim``,
+    ``row["samples"][m]`` the per-repetition per-mix times.
+    """
     topology = make_topology(family, n)
     X = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
     fns = build_methods(topology, X, loop=loop)
-    out = {"n": n, "d": d, "family": family,
-           "rounds": int(topology.schedule.num_rounds)}
+    out = {"n": n, "d": d, "family": family, "repeats": repeats,
+           "rounds": int(topology.schedule.num_rounds), "min": {}, "vs_sim": {}}
+    raw = interleaved({name: fns[name][0] for name in METHODS}, repeats,
+                      sample=functools.partial(call_time, min_time=0.02))
+    per_mix = {name: [t / fns[name][1] for t in raw[name]] for name in METHODS}
+    out["samples"] = per_mix
     for name in METHODS:
-        fn, div = fns[name]
-        out[name] = median_time(fn, repeats=repeats, warmup=1, min_time=0.02) / div
+        out[name] = statistics.median(per_mix[name])
+        out["min"][name] = min(per_mix[name])
+        out["vs_sim"][name] = ratio_stats(per_mix[name], per_mix["sim"])
     return out
 
 
 def table(rows: list[dict]) -> str:
-    """A markdown table: time per mix of each method, ratio to ``sim`` in brackets."""
+    """A markdown table: median time per mix of each method and, in brackets, the min and
+    median of its per-repetition ratio to ``sim`` (interleaved repetitions)."""
     head = "| n | d | rounds | " + " | ".join(METHODS) + " |"
     sep = "|" + "---|" * (3 + len(METHODS))
     lines = [head, sep]
     for r in rows:
         cells = [fmt_time(r["sim"])] + [
-            f"{fmt_time(r[m])} ({r[m] / r['sim']:.2g}x)" for m in METHODS[1:]]
+            f"{fmt_time(r[m])} ({r['vs_sim'][m][0]:.2g}, {r['vs_sim'][m][1]:.2g}x)"
+            for m in METHODS[1:]]
         lines.append(f"| {r['n']} | {r['d']:,} | {r['rounds']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -166,7 +184,8 @@ def main(argv=None):
         grid = [(64, 1000), (64, 10000), (8, 10000), (256, 10000)]
     else:
         grid = FULL_GRID
-    print(f"# mixing scaling ({machine_load()}, jax {jax.__version__}, "
+    load_before = machine_load()
+    print(f"# mixing scaling ({load_before}, jax {jax.__version__}, "
           f"{jax.devices()[0].platform})", flush=True)
     rows = []
     for n, d in grid:
@@ -175,10 +194,12 @@ def main(argv=None):
     print(table(rows))
     print()
     print(scaling_summary(rows))
-    print(f"\n(after the run: {machine_load()})")
+    load_after = machine_load()
+    print(f"\n(after the run: {load_after})")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"load": machine_load(), "rows": rows}, f, indent=1)
+            json.dump({"load_before": load_before, "load_after": load_after, "rows": rows}, f,
+                      indent=1)
     return rows
 
 

@@ -15,14 +15,17 @@ it times one ``neighbor_allreduce`` (x_i <- sum_j W_ij x_j, float32) done by
 * ``gloo``           torch.distributed (gloo backend) ``isend``/``irecv`` per round plus the
                      weighted sum in torch (skipped with a message when torch is absent).
 
-Every sample is timed on every rank between barriers and the slowest rank is kept. Each
-method is warmed up once (excluded); then the ``--repeats`` repetitions are **interleaved**
-(every repetition times every method once, the order rotated by one per repetition), and
-the table reports medians plus the **min and median of the per-repetition ratio**
+Every sample is timed on every rank between barriers and the slowest rank is kept
+(``_timing.slowest_rank_sample``). Each method is warmed up once (excluded); then the
+``--repeats`` repetitions are **interleaved** (``_timing.interleaved``: every repetition
+times every method once, the order rotated by one per repetition), and the table reports
+medians plus the **min and median of the per-repetition ratio** (``_timing.ratio_stats``)
 ``bluefog_loop / raw_sendrecv_mix`` (the same exchange *and* the same float32 weighted sum
-done by hand: same work, same dtype) and ``bluefog_loop / raw_sendrecv`` (no arithmetic:
-the communication limit). Throughput is the bytes each rank sends per exchange (rounds x
-message size) divided by the time. The load average before and after is recorded.
+done by hand: same work, same dtype), ``bluefog_loop / raw_sendrecv`` (no arithmetic: the
+communication limit) and ``gloo / bluefog_loop``; the JSON keeps every per-repetition
+sample (the timeline's overhead is measured by ``benchmarks/timeline_overhead.py``).
+Throughput is the bytes each rank sends per exchange
+(rounds x message size) divided by the time. The load average before and after is recorded.
 """
 
 from __future__ import annotations
@@ -34,9 +37,11 @@ import platform
 import socket
 import statistics
 import sys
-import time
 
 import numpy as np
+
+from ._raw import round_weights, weighted_sum
+from ._timing import interleaved, load_average, ratio_stats, slowest_rank_sample
 
 DEFAULT_SIZES = [1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20,
                  16 << 20, 64 << 20]
@@ -52,18 +57,16 @@ def parse_args(argv=None):
                    help="bytes per rank exchanged per sample (sets the loop length)")
     p.add_argument("--max-loop", type=int, default=200)
     p.add_argument("--no-gloo", action="store_true")
-    p.add_argument("--timeline-overhead", action="store_true",
-                   help="also time bluefog_loop with the timeline on (1 KiB and 1 MiB)")
     p.add_argument("--json", metavar="PATH")
     p.add_argument("--markdown", action="store_true", help="print a markdown table (rank 0)")
-    return p.parse_args(argv)
-
-
-def _load():
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:  # pragma: no cover
-        return "n/a"
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 1 KiB and 64 KiB, exponential graph, 2 repetitions, "
+                        "1 MiB per sample")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.sizes, args.topologies, args.repeats = [1 << 10, 64 << 10], "exponential", 2
+        args.budget_bytes = 1 << 20
+    return args
 
 
 class Bench:
@@ -88,24 +91,16 @@ class Bench:
     # ---- timing -----------------------------------------------------------------------------
     def sample(self, fn, inner: int) -> float:
         """Seconds per exchange of one sample: barrier, ``fn()``, slowest rank."""
-        self.raw.Barrier()
-        t0 = time.perf_counter()
-        fn()
-        dt = (time.perf_counter() - t0) / inner
-        return self.raw.allreduce(dt, op=self.MPI.MAX)
-
-    def median(self, fn, inner: int) -> float:
-        fn()  # warm-up (compilation, connection set-up)
-        return statistics.median(self.sample(fn, inner) for _ in range(self.args.repeats))
+        return slowest_rank_sample(self.raw, fn, inner)
 
     def loop_length(self, nbytes: int, rounds: int) -> int:
         k = int(self.args.budget_bytes // max(1, nbytes * max(rounds, 1)))
         return max(3, min(self.args.max_loop, k))
 
     # ---- methods -------------------------------------------------------------------------------
-    def bluefog(self, topology, x, K, comm=None):
+    def bluefog(self, topology, x, K):
         jax = self.jax
-        comm = comm or self.comm
+        comm = self.comm
         loop = jax.jit(lambda v: jax.lax.fori_loop(
             0, K, lambda _, u: comm.neighbor_allreduce(u, topology), v))
         call = jax.jit(lambda v: comm.neighbor_allreduce(v, topology))
@@ -127,14 +122,13 @@ class Bench:
         MPI = self.MPI
         sched = topology.schedule
         me = self.rank
-        rounds = [(int(r.sources[me]), int(r.destinations[me]), np.float32(r.weights[me]))
-                  for r in sched.rounds]
+        rounds = [(int(r.sources[me]), int(r.destinations[me])) for r in sched.rounds]
         recv = [np.empty_like(x_np) for _ in rounds]
-        s_self = np.float32(sched.self_weights[me])
+        s_self, weights = round_weights(sched, me, x_np.dtype)  # float32: no promotion
         state = {"x": x_np.copy(), "acc": np.empty_like(x_np)}
 
         def exchange(x):
-            for (src, dst, _), rb in zip(rounds, recv):
+            for (src, dst), rb in zip(rounds, recv):
                 if src == me:
                     rb[...] = x
                 else:
@@ -144,9 +138,7 @@ class Bench:
             x, acc = state["x"], state["acc"]
             for _ in range(K):
                 exchange(x)
-                np.multiply(x, s_self, out=acc)
-                for (_, _, w), rb in zip(rounds, recv):
-                    acc += w * rb
+                weighted_sum(x, recv, s_self, weights, acc)
                 x, acc = acc, x
             state["x"], state["acc"] = x, acc
 
@@ -236,25 +228,11 @@ class Bench:
         return out
 
     def interleaved(self, fns: dict, K: int) -> dict:
-        """Per-repetition seconds per exchange of every method, repetitions interleaved.
-
-        Every method is warmed up once (compilation, connection set-up; excluded); then each
-        repetition times every method once, in an order rotated by one per repetition, so
-        that load changes hit all methods alike.
-        """
-        for fn in fns.values():
-            fn()
-        names = list(fns)
-        times = {m: [] for m in names}
-        for rep in range(self.args.repeats):
-            order = names[rep % len(names):] + names[:rep % len(names)]
-            for m in order:
-                times[m].append(self.sample(fns[m], K))
-        return times
+        """Per-repetition seconds per exchange of every method (:func:`_timing.interleaved`:
+        one warm-up each, excluded; repetitions interleaved, order rotated; slowest rank)."""
+        return interleaved(fns, self.args.repeats, sample=lambda fn: self.sample(fn, K))
 
     def run(self):
-        import jax.numpy as jnp
-
         from bluefog.topology import exponential_graph, ring_graph
 
         makers = {"exponential": exponential_graph, "ring": ring_graph}
@@ -263,39 +241,35 @@ class Bench:
             rounds = sum(1 for r in topology.schedule.rounds if r.sources[self.rank] != self.rank)
             rounds = self.raw.allreduce(rounds, op=self.MPI.MAX)
             for nbytes in self.args.sizes:
-                n = max(1, nbytes // 4)
-                K = self.loop_length(nbytes, rounds)
-                rng = np.random.default_rng(self.rank)
-                x_np = rng.standard_normal(n).astype(np.float32)
-                times = self.interleaved(self.methods(topology, jnp.asarray(x_np), x_np, K), K)
-                for method, ts in times.items():
-                    self.record(topology, method, nbytes, statistics.median(ts), rounds,
-                                loop=K, min_seconds=min(ts), samples=ts)
-                for base in ("raw_sendrecv_mix", "raw_sendrecv"):
-                    ratio = [a / b for a, b in zip(times["bluefog_loop"], times[base])]
-                    self.ratios.append({"topology": topology.name, "bytes": nbytes,
-                                        "vs": base, "min": min(ratio),
-                                        "median": statistics.median(ratio)})
-                if self.args.timeline_overhead and nbytes in (1 << 10, 1 << 20):
-                    self.timeline_overhead(topology, jnp.asarray(x_np), nbytes, K, rounds)
+                self.point(topology, nbytes, rounds)
 
-    def timeline_overhead(self, topology, x, nbytes, K, rounds):
-        import tempfile
+    #: (method, baseline) pairs reported as per-repetition ratios, where both were timed.
+    PAIRS = [("bluefog_loop", "raw_sendrecv_mix"), ("bluefog_loop", "raw_sendrecv"),
+             ("gloo", "bluefog_loop")]
 
-        from bluefog_dist import MpiComm
+    def point(self, topology, nbytes: int, rounds: int) -> None:
+        """Every method at one (topology, size), interleaved; records times and ratios."""
+        import jax.numpy as jnp
 
-        tl = MpiComm(timeline=os.path.join(tempfile.mkdtemp(), "tl_"))
-        loop_tl, _ = self.bluefog(topology, x, K, comm=tl)
-        self.record(topology, "bluefog_loop_timeline", nbytes, self.median(loop_tl, K),
-                    rounds, loop=K)
-        tl.timeline.events.clear()
+        K = self.loop_length(nbytes, rounds)
+        x_np = np.random.default_rng(self.rank).standard_normal(max(1, nbytes // 4))
+        x_np = x_np.astype(np.float32)
+        times = self.interleaved(self.methods(topology, jnp.asarray(x_np), x_np, K), K)
+        for method, ts in times.items():
+            self.record(topology, method, nbytes, statistics.median(ts), rounds,
+                        loop=K, min_seconds=min(ts), samples=ts)
+        for method, base in self.PAIRS:
+            if method in times and base in times:
+                lo, med = ratio_stats(times[method], times[base])
+                self.ratios.append({"topology": topology.name, "bytes": nbytes,
+                                    "method": method, "vs": base, "min": lo, "median": med})
 
     def meta(self):
         import jax
         import mpi4jax
 
         return {"ranks": self.size, "host": platform.node(), "cpus": os.cpu_count(),
-                "load_before": self.load_before, "load_after": _load(),
+                "load_before": self.load_before, "load_after": load_average(),
                 "mpi": self.MPI.Get_library_version().splitlines()[0].strip(),
                 "jax": jax.__version__, "mpi4jax": mpi4jax.__version__,
                 "torch": None if self.torch is None else self.torch.__version__,
@@ -312,46 +286,48 @@ def _fmt_size(b):
     return f"{b} B"
 
 
+#: Largest median ratio ``bluefog_loop / raw_sendrecv_mix`` that is still >= 0.9x the
+#: throughput of raw MPI doing the same work (issue 13): 1 / 0.9.
+TARGET_RATIO = 1 / 0.9
+
+
 def markdown(results, meta, ratios=()) -> str:
+    """Markdown tables of one run: median times per method, per-repetition ratios."""
     by = {(r["topology"], r["method"], r["bytes"]): r["seconds"] for r in results}
-    rat = {(r["topology"], r["vs"], r["bytes"]): r for r in ratios}
+    rat = {(r["topology"], r.get("method", "bluefog_loop"), r["vs"], r["bytes"]): r
+           for r in ratios}
     topologies = list(dict.fromkeys(r["topology"] for r in results))
     sizes = sorted({r["bytes"] for r in results})
     lines = [f"{meta['ranks']} ranks, {meta['cpus']} CPUs, load {meta['load_before']} -> "
              f"{meta['load_after']}; {meta['mpi']}; {meta['repeats']} interleaved repetitions "
-             "(warm-up excluded); us per exchange (slowest rank, median); loop / raw+mix and "
-             "loop / raw = min and median of the per-repetition ratio of bluefog_loop to raw "
-             "mpi4py Sendrecv with (without) the same float32 weighted sum in NumPy (<= 1.11 "
-             "means >= 0.9x its throughput); gloo x = gloo / bluefog_loop (medians).", ""]
+             "(warm-up excluded, order rotated); us per exchange (slowest rank, median); "
+             "loop / raw+mix and loop / raw = min and median of the per-repetition ratio of "
+             "bluefog_loop to raw mpi4py Sendrecv with (without) the same float32 weighted "
+             "sum in NumPy; >= 0.9x = median loop / raw+mix <= 1.11 (>= 0.9x its "
+             "throughput); gloo / loop = min and median of the per-repetition ratio.", ""]
     for topo in topologies:
         lines += [f"**{topo}**", "",
                   "| size/rank | bluefog loop | bluefog 1 call | raw Sendrecv | raw Sendrecv+NumPy mix "
-                  "| MPI_Allreduce | gloo | loop / raw+mix (min, med) | loop / raw (min, med) "
-                  "| gloo / loop |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| MPI_Allreduce | gloo | loop / raw+mix (min, med) | >= 0.9x | "
+                  "loop / raw (min, med) | gloo / loop (min, med) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for b in sizes:
             g = lambda m: by.get((topo, m, b))  # noqa: E731
             cell = lambda v: "-" if v is None else f"{v * 1e6:.1f}"  # noqa: E731
 
-            def ratio(vs):
-                r = rat.get((topo, vs, b))
+            def ratio(method, vs):
+                r = rat.get((topo, method, vs, b))
                 return "-" if r is None else f"{r['min']:.2f}, {r['median']:.2f}"
 
-            loop, gloo = g("bluefog_loop"), g("gloo")
+            mix = rat.get((topo, "bluefog_loop", "raw_sendrecv_mix", b))
+            met = "-" if mix is None else ("yes" if mix["median"] <= TARGET_RATIO else "no")
             lines.append(
-                f"| {_fmt_size(b)} | {cell(loop)} | {cell(g('bluefog_call'))} | "
+                f"| {_fmt_size(b)} | {cell(g('bluefog_loop'))} | {cell(g('bluefog_call'))} | "
                 f"{cell(g('raw_sendrecv'))} | {cell(g('raw_sendrecv_mix'))} | "
-                f"{cell(g('mpi_allreduce'))} | {cell(gloo)} | {ratio('raw_sendrecv_mix')} | "
-                f"{ratio('raw_sendrecv')} | "
-                f"{'-' if not (loop and gloo) else f'{gloo / loop:.1f}x'} |")
+                f"{cell(g('mpi_allreduce'))} | {cell(g('gloo'))} | "
+                f"{ratio('bluefog_loop', 'raw_sendrecv_mix')} | {met} | "
+                f"{ratio('bluefog_loop', 'raw_sendrecv')} | {ratio('gloo', 'bluefog_loop')} |")
         lines.append("")
-    tl = [r for r in results if r["method"] == "bluefog_loop_timeline"]
-    if tl:
-        lines.append("Timeline overhead (bluefog_loop with BLUEFOG_TIMELINE on vs off, us per exchange):")
-        for r in tl:
-            base = by.get((r["topology"], "bluefog_loop", r["bytes"]))
-            lines.append(f"- {r['topology']} {_fmt_size(r['bytes'])}: {r['us']:.1f} vs "
-                         f"{base * 1e6:.1f}")
     if meta.get("gloo_note"):
         lines.append(meta["gloo_note"])
     return "\n".join(lines)
@@ -359,7 +335,7 @@ def markdown(results, meta, ratios=()) -> str:
 
 def main(argv=None):
     args = parse_args(argv)
-    load = _load()
+    load = load_average()
     bench = Bench(args)
     bench.load_before = load
     if bench.rank == 0 and bench.gloo_note:

@@ -1,10 +1,18 @@
 """Rank-side MPI timings: run under ``mpiexec -n N``; rank 0 prints/writes JSON.
 
-Every op is timed inside the ranks (``MPI.Wtime``-free: ``time.perf_counter`` between two
-barriers), ``reps`` operations per sample, several samples; a sample's time is the *maximum*
-over ranks (the step is as slow as the slowest rank) and the reported value is the median
-sample, divided by ``reps``, in seconds per operation. Ops (those whose library is missing
-are left out):
+Every op is timed inside the ranks (``time.perf_counter`` between two barriers,
+``_timing.slowest_rank_sample``), ``reps`` operations per sample; a sample's time is the
+*maximum* over ranks (the step is as slow as the slowest rank). Per message size, every op
+is warmed up once (compilation; excluded) and the ``--samples`` repetitions are
+**interleaved** (``_timing.interleaved``: each repetition times every op once, the order
+rotated by one per repetition). ``ops[op][d]`` is the median sample in seconds per operation
+(what :mod:`cost_report` reads), ``samples[op][d]`` every per-repetition value, and
+``ratios["ours / raw"][d]`` the min and median of the per-repetition ratio for the pairs of
+:data:`PAIRS`, where raw MPI does the same work in the same dtype (float32):
+``MpiComm.neighbor_allreduce`` (in a ``fori_loop``, and one call per op) vs raw ``Sendrecv``
++ the NumPy float32 weighted sum, ``MpiComm.allreduce`` loop vs raw ``Allreduce``, and the
+``mpi4jax.sendrecv`` loop vs the raw ``Sendrecv`` ring. ``load_before`` / ``load_after``
+record ``os.getloadavg()``. Ops (those whose library is missing are left out):
 
 ``raw_pingpong``            one-way time of an mpi4py ``Send``/``Recv`` ping-pong between
                             ranks 0 and 1 (half the round trip): the alpha-beta fit's input
@@ -28,33 +36,38 @@ import argparse
 import json
 import os
 import statistics
-import time
 
 import numpy as np
 
 
-def _timeit(comm, fn, reps, samples):
-    from mpi4py import MPI
+#: (ours, raw MPI doing the same work): reported as min and median of the per-repetition
+#: ratio ``ours / raw`` (in ``res["ratios"]["ours / raw"]``).
+PAIRS = [
+    ("bluefog_neighbor_allreduce_loop", "raw_exchange_exponential"),
+    ("bluefog_neighbor_allreduce", "raw_exchange_exponential"),
+    ("bluefog_allreduce_loop", "raw_allreduce"),
+    ("mpi4jax_sendrecv_loop", "raw_sendrecv_ring"),
+]
 
-    fn()  # warm-up (and compile)
-    out = []
-    for _ in range(samples):
-        comm.Barrier()
-        t0 = time.perf_counter()
-        for _ in range(reps):
+
+def _repeat(fn, n):
+    """A function calling ``fn`` ``n`` times (one timing sample)."""
+    def run():
+        for _ in range(n):
             fn()
-        el = (time.perf_counter() - t0) / reps
-        out.append(comm.allreduce(el, op=MPI.MAX))
-    return statistics.median(out)
+    return run
 
 
-def _raw_ops(comm, topo, x, reps, samples, record) -> None:
-    """Raw mpi4py timings of one message size: ping-pong, ring, exponential exchange, Allreduce."""
+def _raw_ops(comm, topo, x, reps) -> dict:
+    """Raw mpi4py ops of one message size: name -> (sample function, ops per sample)."""
     from mpi4py import MPI
 
-    rank, size, d = comm.Get_rank(), comm.Get_size(), x.size
+    from ._raw import round_weights, weighted_sum
+
+    rank, size = comm.Get_rank(), comm.Get_size()
     y = np.empty_like(x)
     right, left = (rank + 1) % size, (rank - 1) % size
+    ops = {}
     if size >= 2:
         def pingpong():
             if rank == 0:
@@ -63,98 +76,107 @@ def _raw_ops(comm, topo, x, reps, samples, record) -> None:
             elif rank == 1:
                 comm.Recv(y, source=0, tag=7)
                 comm.Send(x, dest=0, tag=8)
-        record("raw_pingpong", d, _timeit(comm, pingpong, reps, samples) / 2)
+        ops["raw_pingpong"] = (_repeat(pingpong, reps), 2 * reps)  # one-way: half a round trip
 
         def ring():
             comm.Sendrecv(x, dest=right, sendtag=1, recvbuf=y, source=left, recvtag=1)
-        record("raw_sendrecv_ring", d, _timeit(comm, ring, reps, samples))
+        ops["raw_sendrecv_ring"] = (_repeat(ring, reps), reps)
 
         sched = topo.schedule
         bufs = [np.empty_like(x) for _ in sched.rounds]
-        # weights as float32 scalars: NumPy 2 would promote a float64 scalar times a float32
-        # array to float64 (an 11x slower baseline doing different work); the sum stays in
-        # x's dtype, float32, as in the jitted exchange it is compared with
-        s_self = x.dtype.type(sched.self_weights[rank])
-        weights = [x.dtype.type(rnd.weights[rank]) for rnd in sched.rounds]
+        # the sum stays in x's dtype, float32, as in the jitted exchange it is compared with
+        s_self, weights = round_weights(sched, rank, x.dtype)
         acc = np.empty_like(x)
 
         def exchange():
-            np.multiply(x, s_self, out=acc)
-            for rnd, buf, w in zip(sched.rounds, bufs, weights):
+            for rnd, buf in zip(sched.rounds, bufs):
                 comm.Sendrecv(x, dest=int(rnd.destinations[rank]), sendtag=2, recvbuf=buf,
                               source=int(rnd.sources[rank]), recvtag=2)
-                np.add(acc, w * buf, out=acc)
-            return acc
-        record("raw_exchange_exponential", d, _timeit(comm, exchange, reps, samples))
+            return weighted_sum(x, bufs, s_self, weights, acc)
+        ops["raw_exchange_exponential"] = (_repeat(exchange, reps), reps)
 
     def allreduce():
         comm.Allreduce(x, y, op=MPI.SUM)
-    record("raw_allreduce", d, _timeit(comm, allreduce, reps, samples))
+    ops["raw_allreduce"] = (_repeat(allreduce, reps), reps)
+    return ops
 
 
-def _jax_ops(comm, topo, x, reps, samples, loop, record) -> None:
-    """mpi4jax and bluefog_dist timings of one message size (skipped where not installed)."""
+def _jax_ops(comm, topo, x, reps, loop) -> dict:
+    """mpi4jax and bluefog_dist ops of one message size (left out where not installed)."""
     try:
         import jax
         import jax.numpy as jnp
         import mpi4jax
         from jax import lax
     except ImportError:
-        return
-    rank, size, d = comm.Get_rank(), comm.Get_size(), x.size
+        return {}
+    rank, size = comm.Get_rank(), comm.Get_size()
     xj = jnp.asarray(x)
     lreps = max(2, reps // loop)
 
-    def per_op(fn, n):  # seconds per op of a jitted function doing n ops
-        return _timeit(comm, lambda: fn(xj).block_until_ready(), lreps if n > 1 else reps,
-                       samples) / n
+    def jitted(f, n):  # sample function and ops per sample of a jitted f doing n ops per call
+        calls = lreps if n > 1 else reps
+        return _repeat(lambda: f(xj).block_until_ready(), calls), calls * n
+
+    def in_loop(body):
+        return jitted(jax.jit(lambda v: lax.fori_loop(0, loop, body, v)), loop)
+
+    ops = {}
     if size >= 2:
         left, right = (rank - 1) % size, (rank + 1) % size
-        record("mpi4jax_sendrecv_loop", d, per_op(jax.jit(lambda v: lax.fori_loop(
-            0, loop, lambda _, u: mpi4jax.sendrecv(u, u, source=left, dest=right, comm=comm),
-            v)), loop))
+        ops["mpi4jax_sendrecv_loop"] = in_loop(
+            lambda _, u: mpi4jax.sendrecv(u, u, source=left, dest=right, comm=comm))
     try:
         from bluefog_dist import MpiComm
     except ImportError:
-        return
+        return ops
     from bluefog.topology import one_peer_exponential_graph
 
     bf = MpiComm(comm)
     if size >= 2:
-        record("bluefog_neighbor_allreduce", d,
-               per_op(jax.jit(lambda v: bf.neighbor_allreduce(v, topo)), 1))
-        record("bluefog_neighbor_allreduce_loop", d, per_op(jax.jit(lambda v: lax.fori_loop(
-            0, loop, lambda k, u: bf.neighbor_allreduce(u, topo), v)), loop))
+        ops["bluefog_neighbor_allreduce"] = jitted(
+            jax.jit(lambda v: bf.neighbor_allreduce(v, topo)), 1)
+        ops["bluefog_neighbor_allreduce_loop"] = in_loop(
+            lambda k, u: bf.neighbor_allreduce(u, topo))
         op = one_peer_exponential_graph(size)
-        record("bluefog_one_peer_loop", d, per_op(jax.jit(lambda v: lax.fori_loop(
-            0, loop, lambda k, u: bf.neighbor_allreduce(u, op, k), v)), loop))
-    record("bluefog_allreduce_loop", d, per_op(jax.jit(lambda v: lax.fori_loop(
-        0, loop, lambda k, u: bf.allreduce(u), v)), loop))
+        ops["bluefog_one_peer_loop"] = in_loop(lambda k, u: bf.neighbor_allreduce(u, op, k))
+    ops["bluefog_allreduce_loop"] = in_loop(lambda k, u: bf.allreduce(u))
+    return ops
 
 
 def measure(sizes, *, samples=5, loop=20, quick=False) -> dict:
-    """Run every available op for every message size (float32 counts); rank 0's result."""
+    """Every available op for every message size (float32 counts), interleaved; rank 0's
+    result (``None`` on the other ranks)."""
     from mpi4py import MPI
 
+    from ._timing import interleaved, load_average, ratio_stats, slowest_rank_sample
     from ._topologies import make_topology
 
     comm = MPI.COMM_WORLD.Dup()
     rank, size = comm.Get_rank(), comm.Get_size()
-    res = {"size": size, "floats": list(sizes), "ops": {}, "loop": loop}
-
-    def record(op, d, t):
-        res["ops"].setdefault(op, {})[str(d)] = t
-
+    res = {"size": size, "floats": list(sizes), "ops": {}, "samples": {}, "ratios": {},
+           "loop": loop, "repeats": samples, "load_before": load_average()}
     topo = make_topology("exponential", size) if size > 1 else None
     for d in sizes:
         reps = int(max(3, min(100, 2e7 // max(4 * d, 1) // 100)))
         if quick:
             reps = max(2, reps // 4)
         x = np.random.default_rng(rank).standard_normal(d).astype(np.float32)
-        _raw_ops(comm, topo, x, reps, samples, record)
-        _jax_ops(comm, topo, x, reps, samples, loop, record)
+        ops = {**_raw_ops(comm, topo, x, reps), **_jax_ops(comm, topo, x, reps, loop)}
+        raw = interleaved({name: fn for name, (fn, _) in ops.items()}, samples,
+                          sample=lambda fn: slowest_rank_sample(comm, fn))
+        per_op = {name: [t / ops[name][1] for t in ts] for name, ts in raw.items()}
+        for name, ts in per_op.items():
+            res["ops"].setdefault(name, {})[str(d)] = statistics.median(ts)
+            res["samples"].setdefault(name, {})[str(d)] = ts
+        for ours, base in PAIRS:
+            if ours in per_op and base in per_op:
+                lo, med = ratio_stats(per_op[ours], per_op[base])
+                res["ratios"].setdefault(f"{ours} / {base}", {})[str(d)] = {
+                    "min": lo, "median": med}
     if topo is not None:
         res["exponential_rounds"] = topo.schedule.num_rounds
+    res["load_after"] = load_average()
     return res if rank == 0 else None
 
 
@@ -170,7 +192,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     res = measure(args.floats, samples=args.samples, loop=args.loop, quick=args.quick)
     if res is not None:
-        res["load"] = os.getloadavg()
+        res["load"] = os.getloadavg()  # after the run (load_before / load_after: strings)
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(res, f, indent=1)

@@ -1,5 +1,8 @@
 """The benchmark scripts' own logic: README writing, offline asv assets, cost report, asv
-tracks, the rank-side MPI timer. Fast; the MPI one runs ``mpiexec -n 2`` for a few seconds."""
+tracks, the rank-side MPI timers. The MPI ones run ``mpiexec -n 2`` (a few seconds each on an
+idle machine); ``--quick`` runs of the changed scripts must produce the per-repetition ratio
+fields, and the ratios must equal a NumPy recomputation from the per-repetition samples
+they report (min and median of the paired quotients)."""
 
 import json
 import os
@@ -95,32 +98,110 @@ def test_topology_cost_tracks_match_hand_counts():
     assert b.track_consensus_error_after_10_rounds("ring", 8) == pytest.approx(want, rel=1e-4)
 
 
+def _ratio_oracle(num, den):
+    q = np.asarray(num, float) / np.asarray(den, float)
+    return float(q.min()), float(np.median(q))
+
+
 def test_mixing_scaling_methods_agree_and_report():
     ms = pytest.importorskip("benchmarks.mixing_scaling")
-    row = ms.measure(8, 64, repeats=1, loop=3)
-    assert row["rounds"] == 3
+    row = ms.measure(8, 64, repeats=3, loop=3)
+    assert row["rounds"] == 3 and row["repeats"] == 3
     assert all(row[m] > 0 for m in ms.METHODS)
-    assert "| 8 | 64 | 3 |" in ms.table([row])
+    for m in ms.METHODS:  # interleaved: every method has one sample per repetition
+        assert len(row["samples"][m]) == 3
+        assert row[m] == pytest.approx(float(np.median(row["samples"][m])))
+        assert row["vs_sim"][m] == pytest.approx(_ratio_oracle(row["samples"][m],
+                                                               row["samples"]["sim"]))
+    lo, med = row["vs_sim"]["dense jnp"]
+    assert f"({lo:.2g}, {med:.2g}x)" in ms.table([row]) and "| 8 | 64 | 3 |" in ms.table([row])
 
 
-@pytest.mark.mpi
-def test_mpi_ranks_times_inside_two_ranks(tmp_path):
+def _mpiexec():
     mpiexec = Path(sys.executable).parent / "mpiexec"
     if not mpiexec.exists():
         if shutil.which("mpiexec") is None:
             pytest.skip("mpiexec not installed")
         mpiexec = shutil.which("mpiexec")
     pytest.importorskip("mpi4py")
-    out = tmp_path / "r.json"
-    proc = subprocess.run([str(mpiexec), "-n", "2", sys.executable, "-m", "benchmarks.mpi_ranks",
-                           "--quick", "--samples", "2", "--floats", "2", "1024", "--json", str(out)],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    return str(mpiexec)
+
+
+def _run_module(args, timeout):
+    from benchmarks._mpi import rank_env
+
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          env=rank_env(2))
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.mpi
+def test_mpi_ranks_times_inside_two_ranks(tmp_path):
+    out = tmp_path / "r.json"
+    _run_module([_mpiexec(), "-n", "2", sys.executable, "-m", "benchmarks.mpi_ranks",
+                 "--quick", "--samples", "3", "--floats", "2", "1024", "--json", str(out)], 300)
     res = json.loads(out.read_text())
-    assert res["size"] == 2 and res["exponential_rounds"] == 1
+    assert res["size"] == 2 and res["exponential_rounds"] == 1 and res["repeats"] == 3
     for op in ("raw_pingpong", "raw_sendrecv_ring", "raw_exchange_exponential", "raw_allreduce"):
         assert set(res["ops"][op]) == {"2", "1024"}
         assert all(0 < t < 1 for t in res["ops"][op].values())
+    assert len(res["load_before"].split()) == 3 and len(res["load_after"].split()) == 3
+    pairs = {"bluefog_neighbor_allreduce_loop / raw_exchange_exponential",
+             "bluefog_allreduce_loop / raw_allreduce",
+             "mpi4jax_sendrecv_loop / raw_sendrecv_ring"}
+    if "bluefog_allreduce_loop" in res["ops"]:  # mpi4jax installed
+        assert pairs <= set(res["ratios"])
+    for key, per in res["ratios"].items():
+        ours, raw = key.split(" / ")
+        for d, r in per.items():
+            want = _ratio_oracle(res["samples"][ours][d], res["samples"][raw][d])
+            assert (r["min"], r["median"]) == pytest.approx(want)
+            assert res["ops"][ours][d] == pytest.approx(np.median(res["samples"][ours][d]))
+
+
+@pytest.mark.mpi
+def test_mpi_exchange_quick_reports_per_repetition_ratios(tmp_path):
+    pytest.importorskip("mpi4jax")
+    out = tmp_path / "x.json"
+    proc = _run_module([_mpiexec(), "-n", "2", sys.executable, "-m", "benchmarks.mpi_exchange",
+                        "--quick", "--no-gloo", "--markdown", "--json", str(out)], 300)
+    data = json.loads(out.read_text())
+    assert data["meta"]["repeats"] == 2 and data["meta"]["load_before"]
+    samples = {(r["method"], r["bytes"]): r["samples"] for r in data["results"]}
+    assert {b for _, b in samples} == {1024, 65536}
+    assert all(len(ts) == 2 for ts in samples.values())
+    got = {(r["bytes"], r["vs"]): (r["min"], r["median"]) for r in data["ratios"]
+           if r["method"] == "bluefog_loop"}
+    for b in (1024, 65536):
+        for base in ("raw_sendrecv_mix", "raw_sendrecv"):
+            want = _ratio_oracle(samples[("bluefog_loop", b)], samples[(base, b)])
+            assert got[(b, base)] == pytest.approx(want)
+    assert "| 64 KiB |" in proc.stdout and "loop / raw+mix (min, med)" in proc.stdout
+
+
+@pytest.mark.mpi
+def test_compare_quick_writes_every_table_with_ratios_and_load(tmp_path):
+    """``compare --quick`` end to end on 2 ranks (five mpiexec launches: a few minutes on a
+    loaded 2-core machine); the README copy gets all three tables, each with its load."""
+    _mpiexec()
+    pytest.importorskip("mpi4jax")
+    readme = tmp_path / "README.md"
+    readme.write_text("".join(f"<!-- {m} -->\nold\n<!-- /{m} -->\n"
+                              for m in ("perf-table", "cost-table", "mixing-table")))
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.compare", "--quick", "--ranks", "2",
+                           "--write-readme", "--readme", str(readme)], capture_output=True,
+                          text=True, timeout=900, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = readme.read_text()
+    assert "old" not in text
+    assert text.count("load average") >= 4
+    assert "| simulator / no-communication, min / median of per-repetition ratios" in text
+    assert "| one process per agent (one `mpiexec -n 2` launch per repetition" in text
+    assert "n/a (" not in text  # the one-process-per-agent row was measured
+    assert "| 1024 B | MpiComm.neighbor_allreduce, K per jitted loop |" in text
+    assert "| MpiComm.allreduce in fori_loop / raw Allreduce |" in text
+    assert "| 8 | 1,000 | 3 |" in text
 
 
 #: The command-line programs of the benchmarks package (``python -m benchmarks.<name>``).
