@@ -25,11 +25,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from bluefog.algorithm import Algorithm
-from bluefog.validation import check_positive_float
+from bluefog.comm import no_handle
+from bluefog.validation import check_bool, check_positive_float
 
 from ._common import as_float_tree, require_static, require_weights, zero_count
 
-__all__ = ["AsyncPushSumState", "async_push_sum", "async_sgp"]
+__all__ = ["AsyncPushSumState", "OverlapSGPState", "async_push_sum", "async_sgp"]
 
 WINDOW = "push_sum"
 
@@ -113,7 +114,7 @@ def async_push_sum() -> Algorithm:
                      "async_push_sum", {})
 
 
-def async_sgp(lr: float) -> Algorithm:
+def async_sgp(lr: float, overlap: bool = False) -> Algorithm:
     r"""Asynchronous stochastic gradient push (SGP, push-sum SGD) over one-sided windows.
 
     At each of its own steps agent :math:`j` takes a local (stochastic) gradient step at its
@@ -132,10 +133,17 @@ def async_sgp(lr: float) -> Algorithm:
     with heterogeneous update rates the limit weights each :math:`f_j` by how often agent
     :math:`j` steps unless the step size is corrected for it.
 
+    ``overlap=True`` is the paper's overlap variant (1-OSGP, Algorithm 3 with
+    :math:`\tau = 1`): the mass of step :math:`k` is sent with a non-blocking
+    ``win_accumulate_nonblocking`` and added by the receivers at their *next* step, so the
+    transfer runs while the next gradient is computed (see :func:`_overlap_step`).
+
     Parameters
     ----------
     lr : float
         Step size :math:`\alpha > 0`.
+    overlap : bool
+        One-step-stale overlap of communication and computation (default ``False``).
 
     References
     ----------
@@ -144,6 +152,9 @@ def async_sgp(lr: float) -> Algorithm:
     66(1) (2021).
     """
     lr = check_positive_float(lr, "lr", where="async_sgp")
+    if check_bool(overlap, "overlap", where="async_sgp"):
+        return Algorithm(_overlap_init, lambda s, ctx: _overlap_step(s, ctx, lr), _ratio,
+                         "async_sgp", {"lr": lr, "overlap": True})
 
     def step(state, ctx):
         z = _ratio(state)
@@ -153,3 +164,58 @@ def async_sgp(lr: float) -> Algorithm:
 
     return Algorithm(lambda p, ctx: _init(p, ctx, "async_sgp"), step, _ratio, "async_sgp",
                      {"lr": lr})
+
+
+class OverlapSGPState(NamedTuple):
+    """State of ``async_sgp(lr, overlap=True)`` for one agent.
+
+    Attributes
+    ----------
+    x, w, windows, count
+        As in :class:`AsyncPushSumState`.
+    handle : bluefog.comm.WinHandle
+        The non-blocking send of the previous step (waited for before the next send).
+    """
+
+    x: Any
+    w: jax.Array
+    windows: dict
+    count: jax.Array
+    handle: Any
+
+
+def _overlap_init(params, ctx) -> OverlapSGPState:
+    s = _init(params, ctx, "async_sgp")
+    return OverlapSGPState(s.x, s.w, s.windows, s.count, no_handle(WINDOW))
+
+
+def _overlap_step(state: OverlapSGPState, ctx, lr: float) -> OverlapSGPState:
+    r"""One step of 1-OSGP (Assran et al. 2019, Algorithm 3, :math:`\tau = 1`), agent :math:`j`:
+
+    .. math::
+
+        x_j^{k+\frac12} = x_j^k - \alpha \widetilde\nabla f_j(x_j^k / w_j^k),\qquad
+        x_j^{k+1} = A_{jj} x_j^{k+\frac12} + \sum_i A_{ji} x_i^{k-\frac12},\qquad
+        w_j^{k+1} = A_{jj} w_j^k + \sum_i A_{ji} w_i^{k-1},
+
+    the neighbours' shares of step :math:`k - 1` being what arrived in the window since the
+    last collect (exactly those under the immediate clock; whatever has arrived under real or
+    virtual asynchrony). Order: gradient (overlapping the previous send), collect, wait for
+    the previous send, start the non-blocking send of :math:`A_{ij}(x_j^{k+1/2}, w_j^k)`.
+    Mass in flight is never lost, so
+    :math:`\sum_j x_j^{k+1} + \text{(in flight)} = \sum_j x_j^{k+1/2}`.
+    """
+    comm = ctx.comm
+    A = np.asarray(ctx.topology.weights)
+    dtype = state.w.dtype
+    keep = jnp.asarray(np.diag(A), dtype)[comm.rank()]
+    g = ctx.stochastic_grad(_ratio(state), state.count)
+    x_half = jax.tree_util.tree_map(lambda v, d: v - jnp.asarray(lr, v.dtype) * d, state.x, g)
+    real = (comm.win_in_neighbors(state.windows, WINDOW) >= 0).astype(dtype)
+    (mx, mw), wins = comm.win_update(state.windows, WINDOW, 0.0, real, reset=True)
+    wins = comm.win_wait(wins, state.handle)
+    handle, wins = comm.win_accumulate_nonblocking(wins, (x_half, state.w), WINDOW,
+                                                   dst_weights=A - np.diag(np.diag(A)),
+                                                   self_weight=keep)
+    x = jax.tree_util.tree_map(lambda h, m: keep.astype(h.dtype) * h + m, x_half, mx)
+    return OverlapSGPState(x, keep * state.w + mw, wins, state.count + 1, handle)

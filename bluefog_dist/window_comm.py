@@ -29,9 +29,9 @@ from jax.flatten_util import ravel_pytree
 
 from bluefog.algorithm import AgentContext
 from bluefog.engine import agent_key
-from bluefog.validation import check_nonnegative_int, check_positive_float
 
 from .agreement import agree
+from .window_loop import own_steps, stop_rule
 from .window_trace import StepLock, TraceRecorder
 from .windows import MpiWindows
 
@@ -46,6 +46,7 @@ class MpiWindowComm:
         self.size, self.local_size = self.mpi.size, 1
         self._unravel: dict = {}
         self._topo: dict = {}
+        self._sig: dict = {}
         #: a :class:`~bluefog_dist.window_trace.TraceRecorder` while recording, else None
         self.recorder = None
         self._lock, self._held = None, False
@@ -67,34 +68,51 @@ class MpiWindowComm:
         return [int(rnd.destinations[r]) if rnd.active[rnd.destinations[r]] else -1
                 for rnd in rounds]
 
-    def _dict(self, name, weights, which):
+    def _dict(self, name, weights, which, op):
+        w = self.mpi._lookup(name, op)
         if weights is None:
             return None
         if isinstance(weights, (int, float, np.floating)):
-            peers = self.mpi.windows[name].outs if which == "out" else self.mpi.windows[name].ins
+            peers = w.outs if which == "out" else w.ins
             return {p: float(weights) for p in peers}
         arr = np.asarray(weights, np.float64)
         r = self.rank()
         if arr.ndim == 2:
             if which == "out":
-                return {i: arr[i, r] for i in self.mpi.windows[name].outs if arr[i, r] != 0}
-            return {j: arr[r, j] for j in self.mpi.windows[name].ins}
+                return {i: arr[i, r] for i in w.outs if arr[i, r] != 0}
+            return {j: arr[r, j] for j in w.ins}
         out: dict = {}
         for peer, v in zip(self._rounds(name, which), arr):
             if peer >= 0:
                 out[peer] = out.get(peer, 0.0) + float(v)
         return out
 
-    def _flat(self, x):
-        flat, unravel = ravel_pytree(x)
-        return np.asarray(flat, np.float64), unravel
+    def _flat(self, x, name, op):
+        """``x`` flattened (float64 for the buffer), after checking that it has the window's
+        structure, leaf shapes and leaf dtypes (as the simulator does)."""
+        self.mpi._lookup(name, op)
+        leaves, treedef = jax.tree_util.tree_flatten(x)
+        got = (treedef, [(np.shape(v), np.result_type(v)) for v in leaves])
+        if got != self._sig[name]:
+            want = [(s, str(d)) for s, d in self._sig[name][1]]
+            raise ValueError(
+                f"{op}: x must match window {name!r} leaf by leaf (structure "
+                f"{self._sig[name][0]}, leaves (shape, dtype) {want}); got {got[0]}, "
+                f"{[(s, str(d)) for s, d in got[1]]}. Cast or reshape x, or create another "
+                "window for it.")
+        return np.asarray(ravel_pytree(x)[0], np.float64)
 
     # ---- the window ops ------------------------------------------------------------------
     def win_create(self, windows, x, name, topology, zero_init=False):
-        """``MpiWindows.create`` (collective); returns ``{..., name: name}``."""
-        flat, self._unravel[name] = self._flat(x)
-        self._topo[name] = topology
-        self.mpi.create(flat, name, topology, zero_init=zero_init)
+        """``MpiWindows.create`` (collective); returns ``{..., name: name}``. Every rank must
+        pass a value of the same structure, leaf shapes and leaf dtypes: a difference raises
+        ``ValueError`` on every rank."""
+        leaves, treedef = jax.tree_util.tree_flatten(x)
+        sig = (treedef, [(np.shape(v), np.result_type(v)) for v in leaves])
+        flat, unravel = ravel_pytree(x)
+        layout = f"{treedef}; " + ", ".join(f"{d}{list(s)}" for s, d in sig[1])
+        self.mpi.create(np.asarray(flat), name, topology, zero_init=zero_init, layout=layout)
+        self._unravel[name], self._topo[name], self._sig[name] = unravel, topology, sig
         return {**(windows or {}), name: name}
 
     def _enter(self):
@@ -105,15 +123,20 @@ class MpiWindowComm:
 
     def _end_step(self):
         if self._held:
-            self._lock.release()
-            self._held = False
+            try:
+                self.mpi.wait_all()     # a recorded step is atomic: its sends have landed
+            finally:
+                self._lock.release()
+                self._held = False
 
-    def _send(self, fn, x, name, dst_weights, self_weight):
+    def _send(self, fn, x, name, dst_weights, self_weight, op):
+        flat = self._flat(x, name, op)
         self._enter()
-        dests = self._dict(name, dst_weights, "out")
-        fn(self._flat(x)[0], name, dests, None if self_weight is None else float(self_weight))
+        dests = self._dict(name, dst_weights, "out", op)
+        ticket = fn(flat, name, dests, None if self_weight is None else float(self_weight))
         if self.recorder is not None:
             self.recorder.sent(name, self.mpi.windows[name].outs if dests is None else dests)
+        return ticket
 
     def _read(self, name, out):
         if self.recorder is not None:
@@ -122,25 +145,26 @@ class MpiWindowComm:
 
     def win_put(self, windows, x, name, dst_weights=None, self_weight=None):
         """``MpiWindows.put``."""
-        self._send(self.mpi.put, x, name, dst_weights, self_weight)
+        self._send(self.mpi.put, x, name, dst_weights, self_weight, "win_put")
         return windows
 
     def win_accumulate(self, windows, x, name, dst_weights=None, self_weight=None):
         """``MpiWindows.accumulate``."""
-        self._send(self.mpi.accumulate, x, name, dst_weights, self_weight)
+        self._send(self.mpi.accumulate, x, name, dst_weights, self_weight, "win_accumulate")
         return windows
 
     def win_get(self, windows, name, src_weights=None):
         """``MpiWindows.get``."""
         self._enter()
-        self.mpi.get(name, self._dict(name, src_weights, "in"))
+        self.mpi.get(name, self._dict(name, src_weights, "in", "win_get"))
         return windows
 
     def win_update(self, windows, name, self_weight=None, neighbor_weights=None, reset=False):
         """``MpiWindows.update``; returns ``(value, windows)``."""
         sw = None if self_weight is None else float(np.asarray(self_weight))
         self._enter()
-        out = self.mpi.update(name, sw, self._dict(name, neighbor_weights, "in"), reset=reset)
+        out = self.mpi.update(name, sw, self._dict(name, neighbor_weights, "in", "win_update"),
+                              reset=reset)
         return self._read(name, out), windows
 
     def win_update_then_collect(self, windows, name):
@@ -156,57 +180,29 @@ class MpiWindowComm:
         """Destination per schedule round (``-1``: none), as in the simulator."""
         return jnp.asarray(self._rounds(name, "out"), jnp.int32)
 
+    from .window_comm_ops import (win_accumulate_nonblocking, win_get_nonblocking,  # noqa: E402
+                                  win_info, win_poll, win_put_nonblocking, win_wait)
+
     def win_free(self, windows, name=None):
         """``MpiWindows.free`` (collective)."""
         self.mpi.free(name)
         return {} if name is None else {k: v for k, v in windows.items() if k != name}
 
 
-def _stop_rule(steps, duration, trace, on_step) -> dict:
-    """Validate ``run_async``'s loop arguments (inside :func:`agree`, so every rank raises)."""
-    if (steps is None) == (duration is None):
-        raise ValueError(
-            f"run_async: pass exactly one of steps= (own steps of each rank) or duration= "
-            f"(seconds of wall clock, one deadline for every rank); got steps={steps!r}, "
-            f"duration={duration!r}. Use duration=2.0 when ranks run at different speeds.")
-    if trace is not None and not isinstance(trace, str):
-        raise TypeError(f"run_async: trace must be a path prefix (str) or None; got "
-                        f"{type(trace).__name__}. Pass e.g. trace='/tmp/run'.")
-    if on_step is not None and not callable(on_step):
-        raise TypeError(f"run_async: on_step must be a callable (k, state, seconds) -> None or "
-                        f"None; got {type(on_step).__name__}. Pass e.g. "
-                        "on_step=lambda k, state, seconds: None.")
-    if steps is not None:
-        check_nonnegative_int(steps, "steps", where="run_async")
-        stop = "steps"                              # own step counts may differ by rank
-    else:
-        stop = ("duration", check_positive_float(duration, "duration", where="run_async"))
-    return {"stop": stop, "trace": trace is not None}
-
-
-def _own_steps(steps, duration, start):
-    """Yield own step numbers ``k``: ``steps`` of them, or until ``start + duration``.
-
-    ``start`` is taken on each rank's monotonic clock right after a common barrier (the
-    barrier's skew is microseconds on one node), so no wall-clock synchronisation between
-    nodes is needed.
-    """
-    k = 0
-    while k < steps if steps is not None else time.monotonic() < start + float(duration):
-        yield k
-        k += 1
-
-
 def run_async(algorithm, problem, topology, steps: int | None = None, *,
               duration: float | None = None, x0=None, seed: int = 0,
-              compute_delay: float = 0.0, comm: MpiWindowComm | None = None,
+              compute_delay=0.0, comm: MpiWindowComm | None = None,
               trace: str | None = None, on_step=None):
     r"""Run a window algorithm on this rank with no lock-step, for ``steps`` own steps or
     ``duration`` seconds.
 
     Each step sleeps ``compute_delay`` seconds first (emulating a slower rank), then runs
-    ``algorithm.step`` on the host (its window ops are MPI one-sided calls). Ends with a
-    barrier, after which every message sent has been applied at its target. Returns
+    ``algorithm.step`` on the host (its window ops are MPI one-sided calls; non-blocking
+    ones run on a communication thread, :mod:`bluefog_dist.window_nonblocking`).
+    ``compute_delay`` is this rank's delay (a number :math:`\ge 0`; ranks may differ) or a
+    sequence of one delay per rank, equal on every rank; a negative, non-finite or
+    wrongly sized value raises on every rank. Ends by completing this rank's non-blocking
+    ops and a barrier, after which every message sent has been applied at its target. Returns
     ``(state, comm)``; read the windows with ``comm.mpi``, the own step count with
     ``state.count``.
 
@@ -247,7 +243,14 @@ def run_async(algorithm, problem, topology, steps: int | None = None, *,
     """
     comm = comm or MpiWindowComm()
     r = comm.rank()
-    agree(comm.mpi.comm, lambda: _stop_rule(steps, duration, trace, on_step), what="run_async")
+    rule: dict = {}
+
+    def fields():  # checked inside agree: an error on one rank is raised on every rank
+        rule.update(stop_rule(steps, duration, trace, on_step, compute_delay, comm.size, r))
+        return {k: v for k, v in rule.items() if k != "delay"}
+
+    agree(comm.mpi.comm, fields, what="run_async")
+    delay = rule["delay"]
     comm.recorder = None if trace is None else TraceRecorder(r, comm.size, algorithm, topology)
     comm._lock = None if trace is None else StepLock(comm.mpi.comm)
     data = jax.tree_util.tree_map(lambda leaf: leaf[r], problem.data)
@@ -256,9 +259,9 @@ def run_async(algorithm, problem, topology, steps: int | None = None, *,
     state = algorithm.init(x, ctx)
     comm.barrier()                                  # the common start
     start = time.monotonic()
-    for k in _own_steps(steps, duration, start):
-        if compute_delay:
-            time.sleep(compute_delay)
+    for k in own_steps(steps, duration, start):
+        if delay:
+            time.sleep(delay)
         try:
             state = algorithm.step(state, ctx)
         finally:
@@ -267,6 +270,7 @@ def run_async(algorithm, problem, topology, steps: int | None = None, *,
             comm.recorder.end_step(algorithm.params(state), state)
         if on_step is not None:
             on_step(k, state, time.monotonic() - start)
+    comm.mpi.wait_all()                             # this rank's non-blocking sends landed
     comm.barrier()
     if comm._lock is not None:
         comm._lock.free()

@@ -6,14 +6,25 @@ registered once (``MPI.Win.Create`` in :meth:`MpiWindows.create`). Every op is p
 target: the origin opens an access epoch on the target (``Lock``), issues
 ``Accumulate``/``Get`` and closes it (``Unlock``); the target takes no part.
 
-Layout on each rank, per window: a float64 buffer of shape ``(1 + R, d + 1)`` where ``d`` is
-the flattened size of the value: row 0 is this rank's own value (what neighbours
-``get``), row ``1 + s`` the slot of its ``s``-th in-neighbour (sorted ranks); the last column
-counts deliveries (Bluefog's window version). ``put`` is ``Accumulate(op=REPLACE)`` on the data
-and ``Accumulate(op=SUM)`` of 1 on the counter in one epoch; ``accumulate`` uses ``SUM`` for
-both, so concurrent accumulates from several origins are each applied exactly once.
-The owner reads its slots under an exclusive lock on itself, so a collect (read and zero)
-is atomic with respect to incoming accumulates: no mass is lost or counted twice.
+Layout on each rank, per window: a float64 buffer of shape ``(1 + R, d + 2)`` where ``d`` is
+the flattened size of the value. Row 0 is this rank's own value (what neighbours ``get``),
+row ``1 + s`` the slot of its ``s``-th in-neighbour (sorted ranks). Column 0 is the *stamp*:
+in a slot, the sender's send counter when it sent the newest delivered message (``-1``: none
+yet; Bluefog has no stamp, the simulator's :class:`bluefog.comm.WindowInfo` does); in row 0,
+this rank's sends so far. Columns ``1 .. d`` hold the data, the last column counts deliveries
+since the last read (Bluefog's window version). One send is two operations in one epoch per
+destination: ``put`` is ``Accumulate(REPLACE)`` of ``[stamp, d_ij x]`` and ``Accumulate(SUM)``
+of 1 on the counter; ``accumulate`` is ``Accumulate(REPLACE)`` of the stamp and
+``Accumulate(SUM)`` of ``[d_ij x, 1]``, so concurrent accumulates from several origins are
+each applied exactly once. The owner reads its slots under an exclusive lock on itself, so
+a collect (read and zero) is atomic with respect to incoming accumulates: no mass is lost or
+counted twice.
+
+Non-blocking ops (Bluefog ``win_put_nonblocking`` ... ``win_poll`` / ``win_wait``): the
+payload is copied and this rank's own value written at the call; the remote epochs run on a
+communication thread (:class:`~bluefog_dist.window_threads.WindowWorker`, FIFO), and the call
+returns a ticket at once. Blocking ops issued while non-blocking ones are outstanding go
+through the same queue, so a sender's messages to a target always complete in send order.
 
 Progress: with the mpich wheel a passive-target operation does not complete while the target
 is outside MPI (measured: an ``Accumulate``/``Unlock`` to a rank sleeping 2 s took 2.0 s;
@@ -22,20 +33,29 @@ is outside MPI (measured: an ``Accumulate``/``Unlock`` to a rank sleeping 2 s to
 default (``progress="thread"``); ``progress="none"`` relies on the environment (e.g.
 ``MPIR_CVAR_ASYNC_PROGRESS=1``).
 
+Exit: windows still open at interpreter exit are freed by an ``atexit`` handler (collective:
+a rank that finished waits there for the others, whose late operations on it still
+complete); if the rank is exiting on an uncaught exception, the handler aborts the job
+instead, since the other ranks may be waiting for this one.
+
 References
 ----------
-Bluefog ``bluefog/torch/mpi_ops.py`` (``win_create`` ... ``get_win_version``); MPI 4.0
-standard, chapter 12 (one-sided communication, passive target synchronization).
+Bluefog ``bluefog/torch/mpi_ops.py`` (``win_create`` ... ``get_win_version``,
+``win_*_nonblocking``, ``win_poll``, ``win_wait``); MPI 4.0 standard, chapter 12 (one-sided
+communication, passive target synchronization; accumulate ordering, 12.7.2).
 """
 
 from __future__ import annotations
 
+import atexit
+import sys
 import threading
-import time
 
 import numpy as np
 
 from bluefog.topology import Topology
+
+from .window_threads import Progress, WindowWorker
 
 __all__ = ["MpiWindows"]
 
@@ -47,32 +67,19 @@ def _neighbors(W: np.ndarray, rank: int):
     return ins, outs
 
 
-class _Progress:
-    """A daemon thread polling ``Iprobe`` on a private communicator (MPI progress)."""
-
-    def __init__(self, comm, interval: float = 5e-4):
-        self.comm, self.interval = comm.Dup(), interval
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._spin, daemon=True, name="bluefog-mpi-progress")
-        self.thread.start()
-
-    def _spin(self):
-        from mpi4py import MPI
-
-        while not self.stop.is_set():
-            self.comm.Iprobe(MPI.ANY_SOURCE, MPI.ANY_TAG)
-            time.sleep(self.interval)
-
-    def close(self):
-        self.stop.set()
-        self.thread.join()
-        self.comm.Free()
-
-
 class _Win:
-    def __init__(self, win, buf, shape, dtype, ins, outs, topology):
+    def __init__(self, win, buf, shape, dtype, rank, topology):
+        W = np.asarray(topology.weights)
         self.win, self.buf, self.shape, self.dtype = win, buf, shape, dtype
-        self.ins, self.outs, self.topology = ins, outs, topology
+        self.ins, self.outs = _neighbors(W, rank)
+        #: the row of this rank's slot at each out-neighbour
+        self.row_at = {i: 1 + _neighbors(W, i)[0].index(rank) for i in self.outs}
+        self.topology, self.sent = topology, 0
+        self.mutex = threading.Lock()  # one thread at a time in MPI calls on this window
+
+    @property
+    def d(self) -> int:
+        return self.buf.shape[1] - 2
 
 
 class MpiWindows:
@@ -102,56 +109,84 @@ class MpiWindows:
         self.windows: dict = {}
         #: ``{name: {in-neighbour: deliveries}}`` seen by the last update (record/replay)
         self.last_read: dict = {}
-        self.progress = _Progress(self.comm) if progress == "thread" else None
+        self.progress = Progress(self.comm) if progress == "thread" else None
+        self._worker: WindowWorker | None = None
+        self.closed = False
+        atexit.register(self._at_exit)
 
     # ---- lifecycle (collective) ---------------------------------------------------------
-    def create(self, x, name: str, topology, zero_init: bool = False) -> None:
+    def create(self, x, name: str, topology, zero_init: bool = False,
+               layout: str | None = None) -> None:
         """Register ``x`` as window ``name`` over ``topology``'s in-edges (collective).
 
-        Every rank must pass the same name and a value of the same shape and dtype; a
-        difference raises ``ValueError`` on every rank (one ``allgather``), never a hang."""
+        Every rank must pass the same name, a value of the same shape and dtype, the same
+        topology and the same ``layout`` (a caller's description of what ``x`` flattens,
+        e.g. a pytree's structure and leaf dtypes); a difference raises ``ValueError`` on
+        every rank (one ``allgather``), never a hang."""
         x = np.asarray(x)
         fields = (name, tuple(x.shape), str(x.dtype), getattr(topology, "fingerprint", None),
-                  name in self.windows)
+                  layout, name in self.windows)
         every = self.comm.allgather(fields)
-        if any(f != every[0] for f in every):
+        if any(f[:5] != every[0][:5] for f in every):
+            keys = ("name", "shape", "dtype", "topology", "layout")
+            diff = [k for i, k in enumerate(keys) if any(f[i] != every[0][i] for f in every)]
             raise ValueError(
-                f"win_create: every rank must create the same window (name, shape, dtype, "
-                f"topology); got {[f[:3] for f in every]} (rank order). Pass the same value "
-                "shape and dtype on every rank.")
-        if every[0][4]:
+                f"win_create: every rank must create the same window; the ranks differ in "
+                f"{diff}: {[tuple(f[keys.index(k)] for k in diff) for f in every]} (rank "
+                f"order). Pass a value of the same structure, shape and dtype on every rank.")
+        if any(f[5] for f in every):
             raise ValueError(f"win_create: a window named {name!r} exists already; free it "
                              "first or choose another name.")
         if not isinstance(topology, Topology) or topology.size != self.size:
             raise ValueError(f"win_create: topology must be a static Topology of {self.size} "
                              f"agents (one per rank); got {topology!r}.")
-        W = np.asarray(topology.weights)
-        ins, outs = _neighbors(W, self.rank)
-        buf = np.zeros((1 + len(ins), x.size + 1), np.float64)
-        buf[0, :-1] = x.ravel()
+        ins, _ = _neighbors(np.asarray(topology.weights), self.rank)
+        buf = np.zeros((1 + len(ins), x.size + 2), np.float64)
+        buf[1:, 0] = -1.0                                   # no message delivered yet
+        buf[0, 1:-1] = x.ravel()
         if not zero_init:
-            buf[1:, :-1] = x.ravel()
+            buf[1:, 1:-1] = x.ravel()
         win = self.MPI.Win.Create(buf, disp_unit=buf.itemsize, comm=self.comm)
-        self.windows[name] = _Win(win, buf, x.shape, x.dtype, ins, outs, topology)
+        self.windows[name] = _Win(win, buf, x.shape, x.dtype, self.rank, topology)
         self.comm.Barrier()
 
     def free(self, name: str | None = None) -> None:
-        """Free window ``name`` (``None``: all) after a barrier (collective)."""
+        """Free window ``name`` (``None``: all) after completing this rank's outstanding
+        non-blocking ops and a barrier (collective)."""
         if name is not None:
             self._lookup(name, "win_free")
         names = list(self.windows) if name is None else [name]
+        self.wait_all()
         self.comm.Barrier()
         for k in names:
             self.windows.pop(k).win.Free()
 
     def close(self) -> None:
-        """Free every window, stop the progress thread, free the communicator."""
+        """Free every window, stop the threads, free the communicator (collective)."""
+        if self.closed:
+            return
+        self.closed = True
+        atexit.unregister(self._at_exit)
         self.free()
+        if self._worker is not None:
+            self._worker.close()
         if self.progress is not None:
             self.progress.close()
         self.comm.Free()
 
-    # ---- one-sided ops ------------------------------------------------------------------
+    def _at_exit(self) -> None:
+        if self.closed or self.MPI.Is_finalized():
+            return
+        if getattr(sys, "last_value", None) is not None:
+            sys.stderr.write(
+                f"[bluefog rank {self.rank}] MpiWindows: exiting on an uncaught exception with "
+                "windows open; aborting the MPI job (freeing the windows is collective and the "
+                "other ranks may be waiting for this one).\n")
+            sys.stderr.flush()
+            self.MPI.COMM_WORLD.Abort(1)
+        self.close()
+
+    # ---- checks -------------------------------------------------------------------------
     def _lookup(self, name, op) -> _Win:
         if name not in self.windows:
             raise ValueError(f"{op}: no window named {name!r} on rank {self.rank}; the windows "
@@ -171,26 +206,74 @@ class MpiWindows:
                              f"{self.rank} in {w.topology.name!r} (neighbours: {peers}).")
         return {int(k): float(v) for k, v in weights.items()}
 
-    def _send(self, x, name, dst_weights, self_weight, data_op, op):
+    # ---- issuing: inline, or on the communication thread ----------------------------------
+    def _issue(self, fn, nonblocking: bool) -> int:
+        """Run ``fn`` now, or queue it; a blocking op queues too (and waits) while earlier
+        non-blocking ops are outstanding, so a sender's operations complete in issue order."""
+        if nonblocking:
+            if self._worker is None:
+                self._worker = WindowWorker()
+            return self._worker.submit(fn)
+        if self._worker is not None and self._worker.outstanding:
+            self._worker.wait(self._worker.submit(fn))
+        else:
+            fn()
+        return 0
+
+    def _send(self, x, name, dst_weights, self_weight, data_op, op, nonblocking=False) -> int:
         w = self._lookup(name, op)
         x = np.asarray(x)
         if x.shape != w.shape:
             raise ValueError(f"{op}: x must have the shape of window {name!r}, {w.shape}; got "
                              f"{x.shape}.")
-        MPI = self.MPI
-        for dst, weight in self._weights(w, dst_weights, w.outs, "dst_weights", op).items():
-            slot = _slot_of(w.topology, dst, self.rank)
-            msg = np.ascontiguousarray(weight * x.ravel(), np.float64)
-            d = msg.size + 1
-            w.win.Lock(dst, MPI.LOCK_SHARED)
-            w.win.Accumulate(msg, dst, target=(slot * d, msg.size, MPI.DOUBLE), op=data_op)
-            w.win.Accumulate(np.ones(1), dst, target=(slot * d + msg.size, 1, MPI.DOUBLE),
-                             op=MPI.SUM)
-            w.win.Unlock(dst)
+        weights = self._weights(w, dst_weights, w.outs, "dst_weights", op)
+        flat = np.array(x.ravel(), np.float64)              # a copy: x may change after
+        stamp, MPI = float(w.sent), self.MPI
+        w.sent += 1
         scale = 1.0 if self_weight is None else float(self_weight)
         with _own(w, self.rank, MPI):
-            w.buf[0, :-1] = scale * x.ravel()
+            w.buf[0, 1:-1] = scale * flat
+            w.buf[0, 0] = w.sent
 
+        def remote():
+            for dst, weight in weights.items():
+                base, d = w.row_at[dst] * w.buf.shape[1], flat.size
+                with w.mutex:
+                    w.win.Lock(dst, MPI.LOCK_SHARED)
+                    if data_op == MPI.REPLACE:
+                        w.win.Accumulate(np.append(stamp, weight * flat), dst,
+                                         target=(base, d + 1, MPI.DOUBLE), op=MPI.REPLACE)
+                        w.win.Accumulate(np.ones(1), dst, target=(base + d + 1, 1, MPI.DOUBLE),
+                                         op=MPI.SUM)
+                    else:
+                        w.win.Accumulate(np.array([stamp]), dst, target=(base, 1, MPI.DOUBLE),
+                                         op=MPI.REPLACE)
+                        w.win.Accumulate(np.append(weight * flat, 1.0), dst,
+                                         target=(base + 1, d + 1, MPI.DOUBLE), op=MPI.SUM)
+                    w.win.Unlock(dst)
+
+        return self._issue(remote, nonblocking)
+
+    def _get(self, name, src_weights, op, nonblocking=False) -> int:
+        w = self._lookup(name, op)
+        weights = self._weights(w, src_weights, w.ins, "src_weights", op)
+        MPI, cols = self.MPI, w.buf.shape[1]
+
+        def remote():
+            for src, weight in weights.items():
+                tmp = np.empty(cols - 1, np.float64)         # [sent count, value]
+                with w.mutex:
+                    w.win.Lock(src, MPI.LOCK_SHARED)
+                    w.win.Get(tmp, src, target=(0, cols - 1, MPI.DOUBLE))
+                    w.win.Unlock(src)
+                with _own(w, self.rank, MPI):
+                    s = 1 + w.ins.index(src)
+                    w.buf[s, 0], w.buf[s, 1:-1] = tmp[0], weight * tmp[1:]
+                    w.buf[s, -1] += 1
+
+        return self._issue(remote, nonblocking)
+
+    # ---- one-sided ops ------------------------------------------------------------------
     def put(self, x, name: str, dst_weights=None, self_weight=None) -> None:
         """Bluefog ``win_put``: overwrite this rank's slot at each out-neighbour with
         ``weight * x``; this rank's value becomes ``self_weight * x`` (default ``x``)."""
@@ -203,18 +286,11 @@ class MpiWindows:
 
     def get(self, name: str, src_weights=None) -> None:
         """Bluefog ``win_get``: copy each in-neighbour's value (times its weight) into its
-        slot here."""
-        w = self._lookup(name, "win_get")
-        MPI, d = self.MPI, w.buf.shape[1]
-        for src, weight in self._weights(w, src_weights, w.ins, "src_weights", "win_get").items():
-            tmp = np.empty(d - 1, np.float64)
-            w.win.Lock(src, MPI.LOCK_SHARED)
-            w.win.Get(tmp, src, target=(0, d - 1, MPI.DOUBLE))
-            w.win.Unlock(src)
-            with _own(w, self.rank, MPI):
-                s = 1 + w.ins.index(src)
-                w.buf[s, :-1] = weight * tmp
-                w.buf[s, -1] += 1
+        slot here; the slot's stamp becomes the neighbour's send count."""
+        self._get(name, src_weights, "win_get")
+
+    from .window_nonblocking import (accumulate_nonblocking, get_nonblocking,  # noqa: E402
+                                     pending, poll, put_nonblocking, wait, wait_all)
 
     def update(self, name: str, self_weight=None, neighbor_weights=None, reset: bool = False):
         r"""Bluefog ``win_update``: :math:`v \leftarrow a_{ii} v + \sum_j a_{ij} b_j` under an
@@ -231,14 +307,14 @@ class MpiWindows:
         nbr = self._weights(w, neighbor_weights, w.ins, "neighbor_weights", "win_update")
         with _own(w, self.rank, self.MPI):
             self.last_read[name] = {j: int(w.buf[1 + w.ins.index(j), -1]) for j in nbr}
-            out = float(self_weight) * w.buf[0, :-1]
+            out = float(self_weight) * w.buf[0, 1:-1]
             for j, a in nbr.items():
                 s = 1 + w.ins.index(j)
-                out = out + a * w.buf[s, :-1]
+                out = out + a * w.buf[s, 1:-1]
                 if reset:
-                    w.buf[s, :-1] = 0.0
+                    w.buf[s, 1:-1] = 0.0
                 w.buf[s, -1] = 0.0
-            w.buf[0, :-1] = out
+            w.buf[0, 1:-1] = out
         return out.reshape(w.shape).astype(w.dtype)
 
     def update_then_collect(self, name: str):
@@ -248,14 +324,17 @@ class MpiWindows:
 
     def versions(self, name: str) -> dict:
         """Bluefog ``get_win_version``: ``{in-neighbour: deliveries since last read}``."""
-        w = self._lookup(name, "win_versions")
+        return self.info(name, "win_versions")["versions"]
+
+    def info(self, name: str, op: str = "win_info") -> dict:
+        """``{"versions": {j: deliveries since last read}, "stamps": {j: the sender's send
+        counter of the newest delivered message, -1 if none}}`` over the in-neighbours
+        ``j`` (the MPI side of :class:`bluefog.comm.WindowInfo`)."""
+        w = self._lookup(name, op)
         with _own(w, self.rank, self.MPI):
-            return {j: int(w.buf[1 + s, -1]) for s, j in enumerate(w.ins)}
-
-
-def _slot_of(topology, receiver: int, sender: int) -> int:
-    ins, _ = _neighbors(np.asarray(topology.weights), receiver)
-    return 1 + ins.index(sender)
+            rows = w.buf[1:, [0, -1]].copy()
+        return {"versions": {j: int(rows[s, 1]) for s, j in enumerate(w.ins)},
+                "stamps": {j: int(rows[s, 0]) for s, j in enumerate(w.ins)}}
 
 
 class _own:
@@ -265,7 +344,15 @@ class _own:
         self.w, self.rank, self.MPI = w, rank, MPI
 
     def __enter__(self):
-        self.w.win.Lock(self.rank, self.MPI.LOCK_EXCLUSIVE)
+        self.w.mutex.acquire()
+        try:
+            self.w.win.Lock(self.rank, self.MPI.LOCK_EXCLUSIVE)
+        except BaseException:
+            self.w.mutex.release()
+            raise
 
     def __exit__(self, *exc):
-        self.w.win.Unlock(self.rank)
+        try:
+            self.w.win.Unlock(self.rank)
+        finally:
+            self.w.mutex.release()

@@ -20,15 +20,17 @@ structure, shapes and dtypes.
 Modules: :mod:`.protocol` (the protocol), :mod:`.base` (``ScheduleCommunicator``),
 :mod:`.dynamic` (per-call weights), :mod:`.leaves` (the shared input check),
 :mod:`.window` / :mod:`.window_update` (Bluefog's one-sided window ops on explicit window
-state, :mod:`.window_state`), :mod:`.window_clock` (window ops under a virtual clock),
+state, :mod:`.window_state`), :mod:`.window_async` (non-blocking window ops: handles,
+``win_poll``, ``win_wait``), :mod:`.window_clock` (window ops under a virtual clock),
 :mod:`.faulty` (mixing under a :class:`bluefog.faults.Faults` model).
 """
 
 from .base import ScheduleCommunicator
 from .faulty import check_faults
 from .protocol import Communicator, NeighborValues
+from .window_async import WinHandle, no_handle
 from .window_clock import ClockedComm
 from .window_state import Clock, Window, WindowInfo
 
 __all__ = ["Communicator", "NeighborValues", "ScheduleCommunicator", "Window", "WindowInfo",
-           "Clock", "ClockedComm", "check_faults"]
+           "Clock", "ClockedComm", "WinHandle", "no_handle", "check_faults"]

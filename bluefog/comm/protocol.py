@@ -109,3 +109,21 @@ class Communicator(Protocol):
     def win_info(self, windows, name: str):
         """Per slot: source, versions (deliveries since last read), stamps, arrival times,
         messages in flight (:class:`bluefog.comm.WindowInfo`)."""
+
+    def win_put_nonblocking(self, windows, x: PyTree, name: str, dst_weights=None,
+                            self_weight=None):
+        """Start ``win_put`` (Bluefog ``win_put_nonblocking``); returns ``(handle, windows)``
+        (:class:`bluefog.comm.WinHandle`)."""
+
+    def win_accumulate_nonblocking(self, windows, x: PyTree, name: str, dst_weights=None,
+                                   self_weight=None):
+        """Start ``win_accumulate``; returns ``(handle, windows)``."""
+
+    def win_get_nonblocking(self, windows, name: str, src_weights=None):
+        """Start ``win_get``; returns ``(handle, windows)``."""
+
+    def win_poll(self, windows, handle):
+        """Whether the op of ``handle`` has completed (Bluefog ``win_poll``)."""
+
+    def win_wait(self, windows, handle) -> dict:
+        """Complete the op of ``handle`` (Bluefog ``win_wait``); returns ``windows``."""

@@ -279,3 +279,5 @@ class WindowOps:
 
     from .window_update import win_update, win_update_then_collect, win_info  # noqa: E402
     from .window_update import win_in_neighbors, win_out_neighbors  # noqa: E402
+    from .window_async import (win_accumulate_nonblocking, win_get_nonblocking,  # noqa: E402
+                               win_poll, win_put_nonblocking, win_wait)
