@@ -6,7 +6,23 @@ import os
 
 import numpy as np
 
-__all__ = ["plot_history"]
+__all__ = ["plot_history", "clock_of"]
+
+
+def clock_of(results: dict):
+    """``(x values, axis label)`` of a result's curves: ``wall_seconds`` when recorded
+    (under MPI with ``--async`` or ``--compute-time``), ``virtual_time`` for a simulated
+    ``--async`` run or one with straggler flags (so sync and async runs share one clock),
+    else the step."""
+    h, cfg = results["history"], results["config"]
+    if "wall_seconds" in h and None not in h["wall_seconds"]:
+        return np.asarray(h["wall_seconds"], float), "wall seconds"
+    timed = cfg.get("async_method") or cfg.get("straggler") is not None or any(
+        cfg.get(k) for k in ("jitter", "slow_fraction", "latency")) or cfg.get(
+        "compute_time", 1.0) != 1.0
+    if "virtual_time" in h and timed:
+        return np.asarray(h["virtual_time"], float), "virtual time"
+    return np.asarray(h["step"]), "step"
 
 
 def plot_history(results: dict, path: str) -> None:
@@ -15,7 +31,8 @@ def plot_history(results: dict, path: str) -> None:
     Panels: training loss of the averaged model :math:`f(\bar x)` and the mean local loss
     :math:`\frac1n\sum_i f_i(x_i)`; test accuracy (averaged model, and the agents' mean
     and min-max band when recorded with ``--track-agents``); the consensus distance
-    :math:`\sqrt{\frac1n\sum_i\|x_i-\bar x\|^2}`; the final per-agent accuracies.
+    :math:`\sqrt{\frac1n\sum_i\|x_i-\bar x\|^2}`; the final per-agent accuracies. The curves
+    are drawn against :func:`clock_of` (step, virtual time or wall seconds).
 
     Parameters
     ----------
@@ -30,12 +47,13 @@ def plot_history(results: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    h = {k: np.asarray(v) for k, v in results["history"].items()}
-    step = h["step"]
+    h = {k: np.asarray(v) for k, v in results["history"].items()
+         if k not in ("wall_seconds", "virtual_time")}
+    step, xlabel = clock_of(results)
     fig, ax = plt.subplots(2, 2, figsize=(11, 7.5))
     ax[0, 0].semilogy(step, h["loss"], label=r"$f(\bar x)$ (averaged model)")
     ax[0, 0].semilogy(step, h["local_loss"], label=r"$\frac{1}{n}\sum_i f_i(x_i)$", ls="--")
-    ax[0, 0].set(title="training loss", xlabel="step")
+    ax[0, 0].set(title="training loss", xlabel=xlabel)
     ax[0, 0].legend()
     ax[0, 1].plot(step, 100 * h["test_accuracy"], label="averaged model")
     if "agent_accuracy_mean" in h:  # recorded with --track-agents
@@ -47,11 +65,11 @@ def plot_history(results: dict, path: str) -> None:
         ax[0, 1].errorbar([step[-1]], [100 * np.mean(per)],
                           yerr=[[100 * (np.mean(per) - min(per))], [100 * (max(per) - np.mean(per))]],
                           fmt="o", capsize=4, label="final: agents mean, min-max")
-    ax[0, 1].set(title="test accuracy (%)", xlabel="step", ylim=(0, 100))
+    ax[0, 1].set(title="test accuracy (%)", xlabel=xlabel, ylim=(0, 100))
     ax[0, 1].legend(loc="lower right")
-    later = step > 0  # at step 0 every agent holds the same model (distance = rounding only)
+    later = h["step"] > 0  # at step 0 every agent holds the same model (distance = rounding only)
     ax[1, 0].semilogy(step[later], np.maximum(h["consensus_distance"][later], 1e-12))
-    ax[1, 0].set(title=r"consensus distance $\sqrt{\frac{1}{n}\sum_i\|x_i-\bar x\|^2}$", xlabel="step")
+    ax[1, 0].set(title=r"consensus distance $\sqrt{\frac{1}{n}\sum_i\|x_i-\bar x\|^2}$", xlabel=xlabel)
     per = results.get("per_agent_test_accuracy")
     if per:
         ax[1, 1].bar(np.arange(len(per)), 100 * np.asarray(per))
