@@ -3,9 +3,16 @@
 Without this, a rank that raises after start-up (a full disk while writing, a bug in a
 callback, a ``KeyboardInterrupt``) exits while the other ranks wait in their next exchange
 forever: MPI has no failure detection by default. :func:`install` replaces
-:data:`sys.excepthook` so that an uncaught exception prints its traceback once, prefixed
-with the rank, and then calls ``MPI_Abort`` on ``COMM_WORLD``, which ends every rank of the
-job (``mpiexec`` reports the failing rank and exits non-zero).
+:data:`sys.excepthook` and :data:`threading.excepthook` so that an uncaught exception, in
+the main thread or in any other thread of the rank (a data loader, a progress or heartbeat
+thread, a callback run by a pool), prints its traceback once, prefixed with the rank and the
+thread, and then calls ``MPI_Abort`` on ``COMM_WORLD``, which ends every rank of the job
+(``mpiexec`` reports the failing rank and exits non-zero). The MPI standard's ``MPI_ABORT``
+makes "a best attempt to abort all tasks in the group of ``comm``"; with MPICH's Hydra every
+process of the job is ended.
+
+A ``SystemExit`` in a non-main thread only ends that thread (Python's own rule), so it is
+left to the previous :data:`threading.excepthook`.
 
 Errors that every rank raises together (start-up agreement, non-finite runs, callback
 failures: see :mod:`bluefog.engine`) are caught by the program as usual; the hook only acts
@@ -15,11 +22,12 @@ on exceptions that reach the top level.
 from __future__ import annotations
 
 import sys
+import threading
 import traceback
 
 __all__ = ["install", "installed"]
 
-_STATE = {"previous": None}
+_STATE = {"previous": None, "previous_thread": None}
 
 
 def installed() -> bool:
@@ -27,23 +35,47 @@ def installed() -> bool:
     return _STATE["previous"] is not None
 
 
-def _hook(exc_type, exc, tb):
+def _abort(text: str, code: int, where: str) -> None:
     from mpi4py import MPI
 
+    if MPI.Is_finalized():  # at interpreter exit, after MPI_Finalize: nobody is waiting
+        sys.stderr.write(f"[bluefog] uncaught exception{where} after MPI_Finalize:\n{text}")
+        return
     world = MPI.COMM_WORLD
-    text = "".join(traceback.format_exception(exc_type, exc, tb))
     sys.stderr.write(f"[bluefog rank {world.Get_rank()}/{world.Get_size()}] uncaught "
-                     f"exception; aborting the whole MPI job so no rank waits forever:\n{text}")
+                     f"exception{where}; aborting the whole MPI job so no rank waits "
+                     f"forever:\n{text}")
     sys.stderr.flush()
-    world.Abort(1 if not isinstance(exc, SystemExit) or exc.code is None else int(exc.code or 1))
+    world.Abort(code)
+
+
+def _exit_code(exc) -> int:
+    if not isinstance(exc, SystemExit) or exc.code is None:
+        return 1
+    return exc.code if isinstance(exc.code, int) and exc.code else 1
+
+
+def _hook(exc_type, exc, tb):
+    _abort("".join(traceback.format_exception(exc_type, exc, tb)), _exit_code(exc), "")
+
+
+def _thread_hook(args) -> None:
+    """:data:`threading.excepthook`: abort the job unless the thread ended by ``SystemExit``."""
+    if issubclass(args.exc_type, SystemExit):
+        _STATE["previous_thread"](args)
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    text = "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))
+    _abort(text, 1, f" in thread {name!r}")
 
 
 def install() -> None:
-    """Abort the MPI job on an uncaught exception (idempotent; a no-op at world size 1,
-    where there is nobody to leave waiting)."""
+    """Abort the MPI job on an uncaught exception in any thread (idempotent; a no-op at world
+    size 1, where there is nobody to leave waiting)."""
     from mpi4py import MPI
 
     if installed() or MPI.COMM_WORLD.Get_size() == 1:
         return
-    _STATE["previous"] = sys.excepthook
+    _STATE["previous"], _STATE["previous_thread"] = sys.excepthook, threading.excepthook
     sys.excepthook = _hook
+    threading.excepthook = _thread_hook

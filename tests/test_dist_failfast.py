@@ -43,3 +43,49 @@ def test_uncaught_exception_on_one_rank_aborts_every_rank(tmp_path):
     assert "[bluefog rank 1/4] uncaught exception; aborting the whole MPI job" in proc.stdout
     assert "UNREACHABLE" not in proc.stdout
     assert elapsed < 120, f"took {elapsed:.0f} s"
+
+
+THREAD_SCRIPT = textwrap.dedent("""
+    import queue, sys, threading
+    from mpi4py import MPI
+    from bluefog_dist import failfast
+
+    failfast.install()
+    world = MPI.COMM_WORLD
+    rank = world.Get_rank()
+    # SystemExit ends only its own thread (Python's rule): not a reason to abort the job
+    t = threading.Thread(target=sys.exit, args=(3,), name="quits")
+    t.start()
+    t.join()
+    world.Barrier()
+    print(f"AFTER-SYSTEMEXIT {rank}", flush=True)
+    world.Barrier()
+    batches = queue.Queue()
+
+    def loader():
+        if rank == 1:
+            raise OSError("rank 1's loader thread cannot read its shard")
+        batches.put(rank)
+
+    threading.Thread(target=loader, name="data-loader", daemon=True).start()
+    value = batches.get()         # rank 1 waits for a batch that never comes
+    world.allreduce(value)        # the others wait for rank 1 in the exchange
+    print("UNREACHABLE: every rank finished", flush=True)
+""")
+
+
+def test_uncaught_exception_in_a_thread_of_one_rank_aborts_every_rank(tmp_path):
+    """threading.excepthook: without it rank 1 blocks on its queue and the others in the
+    allreduce until the timeout (MpiTimeout fails the test)."""
+    script = tmp_path / "thread_fails_on_rank_1.py"
+    script.write_text(THREAD_SCRIPT)
+    t0 = time.monotonic()
+    proc = run_mpi(3, [str(script)], timeout=120)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode != 0
+    assert proc.stdout.count("AFTER-SYSTEMEXIT") == 3  # SystemExit in a thread: no abort
+    assert ("[bluefog rank 1/3] uncaught exception in thread 'data-loader'; aborting the whole "
+            "MPI job" in proc.stdout)
+    assert "rank 1's loader thread cannot read its shard" in proc.stdout
+    assert "UNREACHABLE" not in proc.stdout
+    assert elapsed < 60, f"took {elapsed:.0f} s"
