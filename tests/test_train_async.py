@@ -196,3 +196,41 @@ def test_defaults_resolve_per_mode():
     slow = validate_config(vars(build_parser().parse_args(
         ["--agents", "4", "--straggler", "1", "--slowdown", "3", "--latency", "0.2"])))
     assert resume_key(slow) == resume_key(sync) and "async_method" not in resume_key(sync)
+
+
+def test_emulated_compute_sleeps_the_model_and_leaves_the_arithmetic_alone():
+    """The wrapped step (used under MPI) equals the plain one bit for bit inside a compiled
+    scan, runs its host callback once per step in order, and sleeps per-rank durations within
+    the model's bounds: mean 1 ms, jitter 0.5, rank 1 three times slower."""
+    from typing import NamedTuple
+
+    import jax
+    import jax.numpy as jnp
+
+    from bluefog.algorithm import Algorithm
+    from bluefog_train.stragglers import EmulatedCompute
+
+    class S(NamedTuple):
+        x: jax.Array
+        count: jax.Array
+
+    plain = Algorithm(lambda p, ctx: S(p, jnp.zeros((), jnp.int32)),
+                      lambda s, ctx: S(0.5 * s.x + jnp.sin(s.x), s.count + 1), lambda s: s.x,
+                      "toy", {})
+    cfg = {"agents": 4, "compute_time": 1e-3, "jitter": 0.5, "straggler": 1, "slow_fraction": 0.0,
+           "slowdown": 3.0, "seed": 0}
+    slow, fast = EmulatedCompute(cfg, 1), EmulatedCompute(cfg, 2)
+
+    def scan(alg):
+        return jax.jit(lambda s: jax.lax.scan(lambda c, _: (alg.step(c, None), None), s, None,
+                                              length=7)[0])(S(jnp.linspace(-1.0, 2.0, 5),
+                                                              jnp.zeros((), jnp.int32)))
+
+    want, got = scan(plain), scan(slow.wrap(plain))
+    assert np.array_equal(np.asarray(want.x), np.asarray(got.x)) and int(got.count) == 7
+    assert sorted(slow.starts) == list(range(7))
+    assert np.all(np.diff([slow.starts[k] for k in range(7)]) >= 1.5e-3)   # it slept
+    assert all(1.5e-3 <= slow.seconds(k) <= 4.5e-3 for k in range(200))
+    assert all(0.5e-3 <= fast.seconds(k) <= 1.5e-3 for k in range(200))
+    none = EmulatedCompute({**cfg, "compute_time": 0.0}, 1)
+    assert none.seconds(5) == 0.0
