@@ -5,7 +5,7 @@ runs unchanged in the simulator (:func:`bluefog_sim.run`) and under MPI
 (:func:`bluefog_dist.run`). :data:`REGISTRY` maps each name to its factory; :data:`COMPRESSED_REGISTRY` does the same for
 the methods built for compressed communication (CHOCO, BEER and the naive baselines).
 :func:`robust_push_sum` (exact averaging under message loss, for :mod:`bluefog.faults`) is
-exported on its own.
+registered with the other consensus methods (it takes no step size).
 """
 
 from . import problems
@@ -27,10 +27,11 @@ from ._gradient_tracking import (GradientTrackingState, PushDIGingState, gradien
                                 push_diging)
 
 #: Name -> factory of every uncompressed algorithm (each takes ``lr``, or nothing for the
-#: consensus methods).
+#: consensus methods ``consensus``, ``push_sum`` and ``robust_push_sum``).
 REGISTRY = {
     "consensus": consensus,
     "push_sum": push_sum,
+    "robust_push_sum": robust_push_sum,
     "dgd": dgd,
     "diffusion": diffusion,
     "exact_diffusion": exact_diffusion,

@@ -44,7 +44,8 @@ def test_hyper_parameter_errors():
         A.gradient_allreduce(0.1, momentum=-0.1)
 
 
-WITH_LR = sorted(name for name in A.REGISTRY if name not in ("consensus", "push_sum"))
+CONSENSUS = ("consensus", "push_sum", "robust_push_sum")  # the factories without a step size
+WITH_LR = sorted(name for name in A.REGISTRY if name not in CONSENSUS)
 
 
 @pytest.mark.parametrize("name", WITH_LR)
@@ -103,7 +104,7 @@ def test_integer_params_are_refused():
 
 def _default(name):
     factory = A.REGISTRY[name]
-    return factory() if name in ("consensus", "push_sum") else factory(0.05)
+    return factory() if name in CONSENSUS else factory(0.05)
 
 
 @pytest.fixture
@@ -130,7 +131,7 @@ def test_float32_by_default_and_pytree_params(x32, name):
                    optimum=optimum)
     W = np.full((n, n), 1.0 / n)  # complete graph: symmetric, doubly (hence column) stochastic
     topo = Topology(W, require="doubly")
-    x0 = data if name in ("consensus", "push_sum") else None
+    x0 = data if name in CONSENSUS else None
     res = bluefog_sim.run(_default(name), prob, topo, 400, x0=x0, record_every=400)
     for leaf in jax.tree_util.tree_leaves(res.state):
         assert leaf.dtype in (jnp.float32, jnp.int32), (name, leaf.dtype)

@@ -3,8 +3,8 @@
 Oracles: the exact average of the initial values (``numpy.mean``); for a crash at step
 ``t_c``, the survivors' fault-free values at ``t_c`` computed as ``W^{t_c} X_0`` in NumPy
 and their plain mean (rule ``absorb``) or the Perron-weighted mean of the renormalised
-survivors' matrix (rule ``renormalise``); the centralized optimum of the quadratic (mean of
-``b``) and DGD's fault-free fixed point solved in closed form.
+survivors' matrix (rule ``renormalise``). Which methods stay exact under loss, for every
+deterministic method of ``algorithms.REGISTRY``: ``tests/test_faults_exactness.py``.
 """
 
 import jax
@@ -79,24 +79,3 @@ def test_survivors_of_a_crash_reach_the_average_of_their_values_at_the_crash(x64
     pi = pi / pi.sum()
     assert np.abs(ren[alive] - pi @ Xc[alive]).max() < 1e-10
     assert np.abs(pi @ Xc[alive] - Xc[alive].mean(0)).max() > 1e-4
-
-
-def _dgd_fixed_point(W, B, lr):
-    # x = W x - lr (x - b)  <=>  ((1 + lr) I - W) x = lr b
-    return np.linalg.solve((1 + lr) * np.eye(len(W)) - W, lr * B)
-
-
-def test_which_methods_stay_exact_under_loss(x64):
-    n = 16
-    topo = exponential_graph(n)
-    B = np.random.default_rng(0).normal(size=(n, 2))
-    loss, keep = Faults(MessageLoss(0.1)), Faults(MessageLoss(0.1), rule="keep_last")
-    opt = B.mean(0)
-    cons = _run(A.consensus(), B, topo, 800, loss)
-    assert np.ptp(cons, axis=0).max() < 1e-10 and np.abs(cons - opt).max() > 1e-3
-    gt = _run(A.gradient_tracking(lr=0.1), B, topo, 1500, loss, x0=False)
-    assert np.ptp(gt, axis=0).max() < 1e-10 and np.abs(gt - opt).max() > 1e-3
-    gt_keep = _run(A.gradient_tracking(lr=0.1), B, topo, 1500, keep, x0=False)
-    assert np.abs(gt_keep - opt).max() > 1e-3
-    dgd_keep = _run(A.dgd(lr=0.1), B, topo, 1500, keep, x0=False)
-    np.testing.assert_allclose(dgd_keep, _dgd_fixed_point(topo.weights, B, 0.1), atol=1e-10)
