@@ -3,11 +3,12 @@
 #   make test   set up .venv (first time only) and run the whole test suite, mpiexec tests included
 #   make test-system-mpi   the cluster install path: a second venv built against the system
 #               MPI (mpicc on PATH), then the mpiexec tests in it (CI: Debian's MPICH)
+#   make test-pip-recipe   the README's pip recipe run as written in a fresh copy (own .venv)
 #   make docs   build the architecture page and the API reference (mkdocs --strict, build/site)
 PY := .venv/bin/python
 SETUP := .venv/.bluefog-installed
 
-.PHONY: demo test test-system-mpi docs setup clean-venv compare
+.PHONY: demo test test-system-mpi test-pip-recipe docs setup clean-venv compare
 
 $(SETUP): pyproject.toml tools/setup_env.sh tools/pip_quiet.sh
 	bash tools/setup_env.sh
@@ -29,6 +30,11 @@ test-system-mpi:
 	bash tools/setup_system_mpi_env.sh $(SYSTEM_VENV)
 	PATH="$(CURDIR)/$(SYSTEM_VENV)/bin:$$PATH" $(SYSTEM_VENV)/bin/bfrun --check
 	PATH="$(CURDIR)/$(SYSTEM_VENV)/bin:$$PATH" $(SYSTEM_VENV)/bin/python -m pytest $(SYSTEM_MPI_TESTS)
+
+# The README's "Installing with pip" recipe, exactly as written, in a fresh copy of the
+# committed tree with its own .venv; then bfrun --check and bfrun -np 4 runs.
+test-pip-recipe:
+	bash tools/check_pip_recipe.sh
 
 # API reference from the docstrings (mkdocstrings) + docs/architecture.md; warnings are errors.
 docs: $(SETUP)

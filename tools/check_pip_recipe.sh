@@ -25,9 +25,10 @@ sed 's/^/[pip-recipe]   /' "$recipe" >&2
 clean_path="$(echo "$PATH" | tr ':' '\n' | grep -v -e "$root/.venv" -e '/\.venv' | paste -sd: -)"
 cd "$work"
 env -u VIRTUAL_ENV PATH="$clean_path" PIP_DISABLE_PIP_VERSION_CHECK=1 bash -euo pipefail -c "
-  # pip's output is long; keep it for a failure
-  source '$recipe' > '$work/.recipe.log' 2>&1 || { tail -60 '$work/.recipe.log'; exit 1; }
-  grep -A3 'bfrun --check' '$work/.recipe.log' | head -20 || true
+  # the recipe in a shell of its own, so that its first failing command ends it (errexit is
+  # off on the left of ||); pip's output is long: shown on failure only
+  bash -euo pipefail '$recipe' > '$work/.recipe.log' 2>&1 || { tail -60 '$work/.recipe.log'; exit 1; }
+  tail -8 '$work/.recipe.log'
   source .venv/bin/activate
   echo '[pip-recipe] python examples/write_once.py --backend sim --agents 4' >&2
   python examples/write_once.py --backend sim --agents 4 | tail -3 > sim.txt
