@@ -5,13 +5,25 @@ exponential_graph(n), steps)`` (the workload of :mod:`benchmarks._workload`: 200
 1000 features per agent, float32), runs repeatedly on one communicator, once with a
 :class:`bluefog_dist.timeline.Timeline` recording and once without, the order alternating
 between repetitions (interleaved; one warm-up run of each kind first, excluded). Per
-repetition the slowest rank's wall time of the ``run`` call gives the ratio on / off; the
-table reports the min and median of these per-repetition ratios, the medians of both
-times, and separately the timeline's start (one allgather + ``jax.profiler.start_trace``)
-and its stop + conversion to the rank's Chrome trace (``Timeline.close``), which happen
-outside the training loop. The load average before and after is recorded. Usage::
+repetition the slowest rank's wall time of the ``run`` call gives the ratio on / off, and
+so does the CPU time of all ranks (``time.process_time``, less disturbed by other processes
+on a shared machine); the table reports the min and median of these per-repetition ratios,
+the medians of both wall times, and separately the timeline's start (one allgather +
+``jax.profiler.start_trace``) and its stop + conversion to the rank's Chrome trace
+(``Timeline.close``), which happen outside the training loop. The load average before and
+after is recorded. Usage (the MPICH variables make a waiting rank yield its core instead of
+polling, so that CPU time counts work; ``bfrun`` sets them itself when ranks outnumber
+cores)::
 
-    bfrun -np 4 python -m benchmarks.timeline_overhead --steps 2000 --repeats 7 --markdown
+    bfrun -np 2 -x MPIR_CVAR_ENABLE_HEAVY_YIELD=1 -x MPIR_CVAR_POLLS_BEFORE_YIELD=1 \
+        python -m benchmarks.timeline_overhead --steps 1000 --repeats 15 --markdown
+
+``--per-op`` measures the profiler's cost per XLA op instead, in one process without MPI
+(where CPU time counts only work): the DGD compute loop alone, at 200 and 2000 samples
+per agent, profiler on / off interleaved, CPU seconds per step, and the number of XLA ops
+per step counted in the profile::
+
+    python -m benchmarks.timeline_overhead --per-op --steps 1000 --repeats 21 --markdown
 
 Reference: JAX profiling (https://docs.jax.dev/en/latest/profiling.html).
 """
@@ -33,17 +45,24 @@ def _args(argv):
     p.add_argument("--repeats", type=int, default=7, help="interleaved repetitions")
     p.add_argument("--json", metavar="PATH", help="write the results here (rank 0)")
     p.add_argument("--markdown", action="store_true", help="print the markdown table (rank 0)")
+    p.add_argument("--per-op", action="store_true",
+                   help="instead: the profiler's cost per XLA op in one process, no MPI "
+                        "(the DGD compute loop at 200 and 2000 samples per agent)")
     return p.parse_args(argv)
 
 
 def _timed(world, fn):
-    """Slowest rank's wall time of ``fn()`` (all ranks start after a barrier)."""
+    """``(slowest rank's wall time, CPU time of all ranks)`` of ``fn()`` in seconds (all
+    ranks start after a barrier). The CPU time (``time.process_time``: every thread of each
+    rank, the profiler's included) is less sensitive than the wall time to other processes
+    on a shared machine, but counts MPI's polling while a rank waits."""
     from mpi4py import MPI
 
     world.Barrier()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
-    return world.allreduce(time.perf_counter() - t0, op=MPI.MAX)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return world.allreduce(wall, op=MPI.MAX), world.allreduce(cpu, op=MPI.SUM)
 
 
 def measure(args) -> dict:
@@ -69,22 +88,22 @@ def measure(args) -> dict:
     def train():
         bluefog_dist.run(algorithm, problem, topology, args.steps, comm=comm, progress=False)
 
-    rows = {"off": [], "on": [], "start": [], "close": []}
+    rows = {k: [] for k in ("off", "on", "off_cpu", "on_cpu", "start", "close")}
     for rep in range(-1, args.repeats):  # rep -1: warm-up of both kinds, not recorded
         for kind in (("off", "on") if rep % 2 else ("on", "off")):
-            if kind == "off":
-                seconds = _timed(world, train)
-            else:
-                box = {}
+            box = {}
+            if kind == "on":
                 start = _timed(world, lambda: box.update(
-                    tl=Timeline(os.path.join(root, f"rep{rep}"), world)))
-                seconds = _timed(world, train)
-                close = _timed(world, box["tl"].close)
-                if rep >= 0:
+                    tl=Timeline(os.path.join(root, f"rep{rep}"), world)))[0]
+            wall, cpu = _timed(world, train)
+            if kind == "on":
+                close = _timed(world, box["tl"].close)[0]
+            if rep >= 0:
+                rows[kind].append(wall)
+                rows[f"{kind}_cpu"].append(cpu)
+                if kind == "on":
                     rows["start"].append(start)
                     rows["close"].append(close)
-            if rep >= 0:
-                rows[kind].append(seconds)
     world.Barrier()
     if comm.rank() == 0:
         shutil.rmtree(root, ignore_errors=True)
@@ -92,10 +111,12 @@ def measure(args) -> dict:
 
 
 def summary(rows: dict, meta: dict) -> dict:
-    """Medians, and min / median of the per-repetition ratio on / off."""
+    """Medians, and min / median of the per-repetition ratios on / off (wall and CPU)."""
     ratios = [on / off for on, off in zip(rows["on"], rows["off"])]
+    cpu = [on / off for on, off in zip(rows["on_cpu"], rows["off_cpu"])]
     return {**meta, "rows": rows, "ratio_min": min(ratios),
             "ratio_median": statistics.median(ratios),
+            "cpu_ratio_min": min(cpu), "cpu_ratio_median": statistics.median(cpu),
             "off_median_s": statistics.median(rows["off"]),
             "on_median_s": statistics.median(rows["on"]),
             "start_median_s": statistics.median(rows["start"]),
@@ -110,18 +131,104 @@ def markdown(res: dict) -> str:
         f"{res['load_after']}; DGD on exponential({res['ranks']}), {steps} steps per run, "
         f"{res['repeats']} interleaved repetitions (warm-up excluded); slowest rank.",
         "",
-        "| run without timeline (median) | with timeline (median) | ratio on/off (min, median) "
-        "| timeline start (median) | stop + convert (median) |",
-        "|---|---|---|---|---|",
+        "| run without timeline (median) | with timeline (median) | wall ratio on/off (min, "
+        "median) | CPU ratio on/off (min, median) | timeline start (median) | stop + convert "
+        "(median) |",
+        "|---|---|---|---|---|---|",
         f"| {res['off_median_s']:.3f} s ({1e3 * res['off_median_s'] / steps:.3f} ms/step) "
         f"| {res['on_median_s']:.3f} s ({1e3 * res['on_median_s'] / steps:.3f} ms/step) "
         f"| {res['ratio_min']:.3f}, {res['ratio_median']:.3f} "
+        f"| {res['cpu_ratio_min']:.3f}, {res['cpu_ratio_median']:.3f} "
         f"| {res['start_median_s']:.3f} s | {res['close_median_s']:.3f} s |"])
+
+
+def _loop_and_ops(m: int, steps: int):
+    """The jitted DGD compute loop (no communication) and its XLA ops per step, counted in
+    one profiled run (events with an ``hlo_op`` stat, divided by ``steps``)."""
+    import jax
+    import jax.numpy as jnp
+    from jax.profiler import ProfileData
+
+    from bluefog_dist.profile_export import find_xplane
+    from bluefog_dist.timeline import profile_options
+
+    from . import _workload as W
+
+    A, y = (jnp.asarray(a[0]) for a in W.data(1, m=m))
+    loop = jax.jit(lambda x: jax.lax.fori_loop(
+        0, steps, lambda k, v: W.dgd_step(v, A, y, lambda z: z), x))
+    x = jnp.zeros(W.DIM, jnp.float32)
+    loop(x).block_until_ready()
+    log_dir = tempfile.mkdtemp(prefix="bf_timeline_ops_")
+    jax.profiler.start_trace(log_dir, profiler_options=profile_options())
+    loop(x).block_until_ready()
+    jax.profiler.stop_trace()
+    data = ProfileData.from_file(find_xplane(log_dir))
+    ops = sum(1 for plane in data.planes for line in plane.lines for ev in line.events
+              if not ev.name.startswith("end: ") and "hlo_op" in dict(ev.stats))
+    shutil.rmtree(log_dir, ignore_errors=True)
+    return (lambda: loop(x).block_until_ready()), max(ops - 1, 0) / steps  # - the while op
+
+
+def per_op(args) -> list[dict]:
+    """CPU seconds per step with the profiler on and off, interleaved, in one process."""
+    import jax
+
+    from bluefog_dist.timeline import profile_options
+
+    rows = []
+    for m in (200, 2000):
+        run, ops = _loop_and_ops(m, args.steps)
+        times = {"on": [], "off": []}
+        for rep in range(args.repeats):
+            for kind in (("off", "on") if rep % 2 else ("on", "off")):
+                log_dir = tempfile.mkdtemp(prefix="bf_timeline_ops_")
+                if kind == "on":
+                    jax.profiler.start_trace(log_dir, profiler_options=profile_options())
+                c0 = time.process_time()
+                run()
+                times[kind].append((time.process_time() - c0) / args.steps)
+                if kind == "on":
+                    jax.profiler.stop_trace()
+                shutil.rmtree(log_dir, ignore_errors=True)
+        extra = [on - off for on, off in zip(times["on"], times["off"])]
+        ratios = [on / off for on, off in zip(times["on"], times["off"])]
+        rows.append({"samples": m, "ops_per_step": ops,
+                     "off_us": 1e6 * statistics.median(times["off"]),
+                     "extra_us": 1e6 * statistics.median(extra),
+                     "ratio_min": min(ratios), "ratio_median": statistics.median(ratios)})
+    return rows
+
+
+def per_op_markdown(rows, meta) -> str:
+    """The README table of :func:`per_op`."""
+    lines = [f"1 process, load {meta['load_before']} -> {meta['load_after']}; DGD compute loop "
+             f"(no communication), {meta['steps']} steps, {meta['repeats']} interleaved "
+             "repetitions; CPU time per step (time.process_time), medians.", "",
+             "| samples/agent | XLA ops/step | off (us/step) | extra with profiler (us/step) | "
+             "extra per op (us) | ratio on/off (min, median) |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['samples']} | {r['ops_per_step']:.1f} | {r['off_us']:.1f} | "
+              f"{r['extra_us']:.1f} | {r['extra_us'] / max(r['ops_per_step'], 1e-9):.2f} | "
+              f"{r['ratio_min']:.3f}, {r['ratio_median']:.3f} |" for r in rows]
+    return "\n".join(lines)
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main(argv=None):
     args = _args(argv)
-    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    load_before = _load()
+    if args.per_op:
+        rows = per_op(args)
+        meta = {"load_before": load_before, "load_after": _load(), "steps": args.steps,
+                "repeats": args.repeats}
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump({**meta, "rows": rows}, fh, indent=1)
+        print(per_op_markdown(rows, meta) if args.markdown else json.dumps(rows))
+        return
     rows = measure(args)
     from mpi4py import MPI
 
@@ -131,7 +238,7 @@ def main(argv=None):
     res = summary(rows, {"ranks": world.Get_size(), "cpus": os.cpu_count(),
                          "steps": args.steps, "repeats": args.repeats,
                          "load_before": load_before,
-                         "load_after": " ".join(f"{x:.2f}" for x in os.getloadavg())})
+                         "load_after": _load()})
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(res, fh, indent=1)

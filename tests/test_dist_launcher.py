@@ -9,6 +9,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bluefog_dist import launcher
@@ -110,9 +111,11 @@ def test_bfrun_launches_ranks(tmp_path):
     proc = subprocess.run(BFRUN + ["-np", "2", str(script)],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    # ring of 2: W = [[1/3, 2/3], [2/3, 1/3]] (both neighbors are the same agent)
-    assert "rank 0 of 2: mean=0.5 mixed=0.6666" in proc.stdout
-    assert "rank 1 of 2: mean=0.5 mixed=0.3333" in proc.stdout
+    from bluefog.topology import ring_graph
+
+    mixed = np.asarray(ring_graph(2).weights, np.float32) @ np.array([0.0, 1.0], np.float32)
+    for r in range(2):  # the dense oracle W @ x (the ranks' lines may interleave)
+        assert f"rank {r} of 2: mean=0.5 mixed={float(mixed[r])}" in proc.stdout, proc.stdout
 
 
 def test_single_process_without_mpiexec(tmp_path):

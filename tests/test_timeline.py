@@ -211,3 +211,34 @@ def test_bfrun_timeline_merges_every_rank_and_every_exchange(tmp_path):
         assert len(sends) == 25 * rounds and rounds >= 1
         assert all(e["cat"] == "mpi" and e["args"]["bytes"] == 6 * 4 for e in sends)
         assert all(e["args"]["dest"] == int(schedule.rounds[0].destinations[r]) for e in sends)
+
+
+START_FAILS_ON_RANK_1 = textwrap.dedent("""
+    import sys
+    import jax
+    from mpi4py import MPI
+    from bluefog_dist import MpiComm
+    from bluefog_dist.agreement import AgreementError
+    rank = MPI.COMM_WORLD.Get_rank()
+    if rank == 1:  # the user's own profiler session: the timeline cannot start on this rank
+        jax.profiler.start_trace(sys.argv[1] + "/own")
+    try:
+        MpiComm(timeline=sys.argv[1])
+    except AgreementError as err:
+        print(f"rank {rank} raised: {err}", flush=True)
+""")
+
+
+@pytest.mark.mpi
+def test_a_start_failure_on_one_rank_raises_on_every_rank(tmp_path):
+    """No rank waits in the start barrier for a rank whose profiler could not start."""
+    from mpi_support import assert_mpi_ok, run_mpi
+
+    script = tmp_path / "start.py"
+    script.write_text(START_FAILS_ON_RANK_1)
+    proc = run_mpi(2, [str(script), str(tmp_path)], timeout=240)
+    assert_mpi_ok(proc)
+    for r in range(2):
+        assert (f"rank {r} raised: bluefog_dist timeline: start-up check failed on rank(s) 1: "
+                "rank 1: RuntimeError: Profile has already been started") in proc.stdout, \
+            proc.stdout
