@@ -130,3 +130,47 @@ def test_one_faults_object_serves_runs_of_different_sizes():
         f.lost(1, 3, 0)
     with pytest.raises(ValueError, match="names agent 4"):
         Faults(NodeCrash(4, at=0)).check_size(4)
+
+
+def test_bound_tables_give_the_other_models_masks_in_one_traced_function():
+    """bind: a function traced once for one model evaluates another model of the same
+    structure exactly as that model's own NumPy evaluation (the oracle, itself checked
+    against the definitions above)."""
+    n, steps = 6, 40
+
+    def model(seed, p, start, crash_at, group):
+        return Faults(MessageLoss(p, seed=seed), BurstyLoss(0.2, 4, loss_good=0.05, seed=seed),
+                      LinkOutage([(0, 1)], start, start + 5), Partition([group], 3, 9),
+                      NodeCrash(4, at=crash_at, rejoin=crash_at + 6, state="reset")).check_size(n)
+
+    first, second = model(1, 0.1, 2, 10, [0, 1]), model(987654321, 0.35, 11, 20, [2, 3, 5])
+    assert first.structure == second.structure
+
+    def masks(params):
+        f = first.bind(params)
+        per = lambda t, i, j: f.lost(t, i, j, xp=jnp)  # noqa: E731
+        lost = jax.vmap(jax.vmap(jax.vmap(per, (None, None, 0)), (None, 0, None)), (0, None, None))
+        t = jnp.arange(steps)
+        return (lost(t, jnp.arange(n), jnp.arange(n)),
+                jax.vmap(lambda s: f.down(s, 4, jnp))(t), jax.vmap(lambda s: f.reset_now(s, 4, jnp))(t))
+
+    traced = jax.jit(masks)
+    for f in (first, second):
+        lost, down, reset = (np.asarray(a) for a in traced(f.params()))
+        assert (lost == _lost_table(f, steps, n)).all()
+        assert (down == [bool(f.down(t, 4)) for t in range(steps)]).all()
+        assert (reset == [bool(f.reset_now(t, 4)) for t in range(steps)]).all()
+    assert traced._cache_size() == 1  # one trace served both models
+    assert not (np.asarray(traced(first.params())[0]) == np.asarray(traced(second.params())[0])).all()
+
+
+def test_bind_and_params_refuse_what_does_not_fit():
+    f = Faults(MessageLoss(0.1))
+    with pytest.raises(ValueError, match=r"table 'iid' must have shape \(1, 2\) and dtype uint32; "
+                                         r"got shape \(2, 2\)"):
+        f.bind(Faults(MessageLoss(0.1), MessageLoss(0.2)).params())
+    with pytest.raises(TypeError, match=r"Faults.bind: params must be a dict with the tables"):
+        f.bind([1, 2])
+    with pytest.raises(ValueError, match=r"a Partition needs the number of agents; use "
+                                         r"faults.check_size\(n\).params\(\)"):
+        Faults(Partition([[0, 1]], 0, 5)).params()
