@@ -12,7 +12,8 @@ gradients :math:`\\nabla f_i(x) = H_i x - c_i`, :math:`H_i = A_i^T A_i / m`,
 * DGD, :math:`x = W x - \\alpha (H x - c)`:
   :math:`(I - W \\otimes I_d + \\alpha\\, \\mathrm{blkdiag}(H)) x = \\alpha c`;
 * ATC diffusion, :math:`x = W ((I - \\alpha H) x + \\alpha c)`:
-  :math:`(I - (W \\otimes I_d)(I - \\alpha\\, \\mathrm{blkdiag}(H))) x = \\alpha (W \\otimes I_d) c`.
+  :math:`(I - (W \\otimes I_d)(I - \\alpha\\, \\mathrm{blkdiag}(H))) x
+  = \\alpha (W \\otimes I_d) c`.
 
 A run is classified from two measured numbers, the largest error of any agent to the oracle
 and the drift (largest change of the recorded distance to the optimum over the last three
