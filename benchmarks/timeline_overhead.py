@@ -39,6 +39,9 @@ import tempfile
 import time
 
 
+from ._timing import interleaved, load_average, ratio_stats
+
+
 def _args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=2000, help="DGD steps per run")
@@ -88,22 +91,24 @@ def measure(args) -> dict:
     def train():
         bluefog_dist.run(algorithm, problem, topology, args.steps, comm=comm, progress=False)
 
-    rows = {k: [] for k in ("off", "on", "off_cpu", "on_cpu", "start", "close")}
-    for rep in range(-1, args.repeats):  # rep -1: warm-up of both kinds, not recorded
-        for kind in (("off", "on") if rep % 2 else ("on", "off")):
-            box = {}
-            if kind == "on":
-                start = _timed(world, lambda: box.update(
-                    tl=Timeline(os.path.join(root, f"rep{rep}"), world)))[0]
-            wall, cpu = _timed(world, train)
-            if kind == "on":
-                close = _timed(world, box["tl"].close)[0]
-            if rep >= 0:
-                rows[kind].append(wall)
-                rows[f"{kind}_cpu"].append(cpu)
-                if kind == "on":
-                    rows["start"].append(start)
-                    rows["close"].append(close)
+    side = {k: [] for k in ("off_cpu", "on_cpu", "start", "close")}
+
+    def off():
+        wall, cpu = _timed(world, train)
+        side["off_cpu"].append(cpu)
+        return wall
+
+    def on():
+        box, where = {}, os.path.join(root, f"run{len(side['start'])}")
+        side["start"].append(_timed(world, lambda: box.update(tl=Timeline(where, world)))[0])
+        wall, cpu = _timed(world, train)
+        side["on_cpu"].append(cpu)
+        side["close"].append(_timed(world, box["tl"].close)[0])
+        return wall
+
+    # one warm-up call of each (dropped from the side lists), then alternating order
+    rows = interleaved({"off": off, "on": on}, args.repeats, sample=lambda fn: fn())
+    rows.update({k: v[1:] for k, v in side.items()})
     world.Barrier()
     if comm.rank() == 0:
         shutil.rmtree(root, ignore_errors=True)
@@ -112,11 +117,10 @@ def measure(args) -> dict:
 
 def summary(rows: dict, meta: dict) -> dict:
     """Medians, and min / median of the per-repetition ratios on / off (wall and CPU)."""
-    ratios = [on / off for on, off in zip(rows["on"], rows["off"])]
-    cpu = [on / off for on, off in zip(rows["on_cpu"], rows["off_cpu"])]
-    return {**meta, "rows": rows, "ratio_min": min(ratios),
-            "ratio_median": statistics.median(ratios),
-            "cpu_ratio_min": min(cpu), "cpu_ratio_median": statistics.median(cpu),
+    ratio_min, ratio_median = ratio_stats(rows["on"], rows["off"])
+    cpu_min, cpu_median = ratio_stats(rows["on_cpu"], rows["off_cpu"])
+    return {**meta, "rows": rows, "ratio_min": ratio_min, "ratio_median": ratio_median,
+            "cpu_ratio_min": cpu_min, "cpu_ratio_median": cpu_median,
             "off_median_s": statistics.median(rows["off"]),
             "on_median_s": statistics.median(rows["on"]),
             "start_median_s": statistics.median(rows["start"]),
@@ -176,27 +180,32 @@ def per_op(args) -> list[dict]:
 
     from bluefog_dist.timeline import profile_options
 
+    def sample(run, steps, profiled):
+        def fn():
+            log_dir = tempfile.mkdtemp(prefix="bf_timeline_ops_")
+            if profiled:
+                jax.profiler.start_trace(log_dir, profiler_options=profile_options())
+            c0 = time.process_time()
+            run()
+            seconds = (time.process_time() - c0) / steps
+            if profiled:
+                jax.profiler.stop_trace()
+            shutil.rmtree(log_dir, ignore_errors=True)
+            return seconds
+        return fn
+
     rows = []
     for m in (200, 2000):
         run, ops = _loop_and_ops(m, args.steps)
-        times = {"on": [], "off": []}
-        for rep in range(args.repeats):
-            for kind in (("off", "on") if rep % 2 else ("on", "off")):
-                log_dir = tempfile.mkdtemp(prefix="bf_timeline_ops_")
-                if kind == "on":
-                    jax.profiler.start_trace(log_dir, profiler_options=profile_options())
-                c0 = time.process_time()
-                run()
-                times[kind].append((time.process_time() - c0) / args.steps)
-                if kind == "on":
-                    jax.profiler.stop_trace()
-                shutil.rmtree(log_dir, ignore_errors=True)
+        times = interleaved({"off": sample(run, args.steps, False),
+                             "on": sample(run, args.steps, True)},
+                            args.repeats, sample=lambda fn: fn())
+        ratio_min, ratio_median = ratio_stats(times["on"], times["off"])
         extra = [on - off for on, off in zip(times["on"], times["off"])]
-        ratios = [on / off for on, off in zip(times["on"], times["off"])]
         rows.append({"samples": m, "ops_per_step": ops,
                      "off_us": 1e6 * statistics.median(times["off"]),
                      "extra_us": 1e6 * statistics.median(extra),
-                     "ratio_min": min(ratios), "ratio_median": statistics.median(ratios)})
+                     "ratio_min": ratio_min, "ratio_median": ratio_median})
     return rows
 
 
@@ -213,16 +222,12 @@ def per_op_markdown(rows, meta) -> str:
     return "\n".join(lines)
 
 
-def _load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def main(argv=None):
     args = _args(argv)
-    load_before = _load()
+    load_before = load_average()
     if args.per_op:
         rows = per_op(args)
-        meta = {"load_before": load_before, "load_after": _load(), "steps": args.steps,
+        meta = {"load_before": load_before, "load_after": load_average(), "steps": args.steps,
                 "repeats": args.repeats}
         if args.json:
             with open(args.json, "w") as fh:
@@ -238,7 +243,7 @@ def main(argv=None):
     res = summary(rows, {"ranks": world.Get_size(), "cpus": os.cpu_count(),
                          "steps": args.steps, "repeats": args.repeats,
                          "load_before": load_before,
-                         "load_after": _load()})
+                         "load_after": load_average()})
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(res, fh, indent=1)
