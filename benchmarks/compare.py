@@ -376,8 +376,10 @@ def main(argv=None):
     cost = None
     if not isinstance(pingpong, str):
         cost = (f"Measured inside `mpiexec -n {args.ranks}` ranks by `benchmarks/mpi_ranks.py` "
-                f"in this run ({machine_load()}; ops interleaved, {pingpong.get('repeats')} "
-                "repetitions, warm-up excluded, slowest rank, median):\n\n"
+                f"in this run (load average {pingpong.get('load_before')} -> "
+                f"{pingpong.get('load_after')} on {os.cpu_count()} cores; ops interleaved, "
+                f"{pingpong.get('repeats')} repetitions, warm-up excluded, slowest rank, "
+                "median):\n\n"
                 + cost_table(pingpong) + "\n\n" + ratio_table(pingpong))
         print("\n" + cost)
     if args.write_readme:

@@ -190,3 +190,28 @@ def test_block_table_lists_each_agents_per_rank_row():
     text = block_ranks.markdown(rows, 4, (1.0, 2.0, 3.0, 4.0, 5.0, 6.0))
     assert "load 1.00 2.00 3.00 4.00 5.00 6.00" in text
     assert "| 16 | 64 | 16.000 | 32.000 | 500.00 |" in text
+
+
+def test_asv_tracks_report_the_median_per_repetition_ratio(monkeypatch):
+    from benchmarks.asv_bench import mpi_exchange_ratio, mpi_ops
+
+    cache = {"ops": {}, "ratios": {"bluefog_allreduce_loop / raw_allreduce": {
+        "4096": {"min": 0.8, "median": 1.3}}}}
+    b = mpi_ops.MpiOps()
+    assert b.track_ratio_allreduce_loop_over_raw_allreduce(cache, 4096) == 1.3
+    assert b.track_ratio_allreduce_loop_over_raw_allreduce.unit == "ratio"
+    assert b.track_raw_mpi4py_allreduce.unit == "seconds"
+    with pytest.raises(NotImplementedError, match="skipped: mpi4jax_sendrecv_loop / raw_sendrecv_ring"):
+        b.track_ratio_mpi4jax_sendrecv_loop_over_raw_sendrecv(cache, 4096)
+    # the exchange track keeps bluefog_loop / raw_sendrecv_mix only, for all four sizes
+    assert mpi_exchange_ratio.SIZES == [64 << 10, 1 << 20, 16 << 20, 64 << 20]
+    data = {"results": [{"method": "bluefog_loop", "bytes": 1 << 20, "seconds": 2e-3}],
+            "ratios": [{"method": "bluefog_loop", "vs": "raw_sendrecv", "bytes": 1 << 20,
+                        "min": 1.5, "median": 2.0},
+                       {"method": "bluefog_loop", "vs": "raw_sendrecv_mix", "bytes": 1 << 20,
+                        "min": 0.7, "median": 0.8},
+                       {"method": "gloo", "vs": "bluefog_loop", "bytes": 1 << 20,
+                        "min": 3.0, "median": 4.0}]}
+    monkeypatch.setattr(mpi_exchange_ratio, "run_module_json", lambda *a, **k: data)
+    assert mpi_exchange_ratio.run_exchange(2) == {1 << 20: {"ratio_median": 0.8,
+                                                            "seconds": 2e-3}}

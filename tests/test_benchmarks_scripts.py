@@ -181,9 +181,10 @@ def test_mpi_exchange_quick_reports_per_repetition_ratios(tmp_path):
 
 
 @pytest.mark.mpi
+@pytest.mark.slow  # five mpiexec launches: ~1 min idle, 3 min at load 15 on 2 cores
 def test_compare_quick_writes_every_table_with_ratios_and_load(tmp_path):
-    """``compare --quick`` end to end on 2 ranks (five mpiexec launches: a few minutes on a
-    loaded 2-core machine); the README copy gets all three tables, each with its load."""
+    """``compare --quick`` end to end on 2 ranks; the README copy gets all three tables,
+    each with its load and per-repetition ratios."""
     _mpiexec()
     pytest.importorskip("mpi4jax")
     readme = tmp_path / "README.md"

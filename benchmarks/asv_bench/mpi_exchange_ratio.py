@@ -1,15 +1,18 @@
 """MPI backend: neighbor exchange vs raw mpi4py ``Sendrecv`` + the same NumPy weighted sum.
 
 ``setup_cache`` launches ``python -m benchmarks.mpi_exchange`` once per rank count under
-``mpiexec -n 2`` and ``-n 4`` (exponential graph, float32, 64 KiB and 1 MiB per rank; the
-methods interleaved repetition by repetition, warm-up excluded, slowest rank per
-repetition) with the launch environment ``bfrun`` uses; ``--budget-bytes`` 128 MiB per
-sample, so the 16 and 64 MiB points run K = 3-8 exchanges per sample (about a minute more
-for both rank counts on a loaded 2-core machine; asv's CI check runs only ``topology_cost``). The ``track_*`` benchmarks report
-the median per-repetition ratio ``bluefog_loop / raw_sendrecv_mix`` (<= 1.11 means at
-least 0.9x the throughput of raw MPI doing the same sum) and ``bluefog_loop``'s median
-seconds per exchange. ``track_`` because the time is measured inside the ranks. Everything
-skips (``NotImplementedError``) when ``mpiexec``, mpi4py or mpi4jax are missing.
+``mpiexec -n 2`` and ``-n 4`` (exponential graph, float32, 64 KiB, 1 MiB, 16 MiB and 64 MiB
+per rank; the methods interleaved repetition by repetition, warm-up excluded, slowest rank
+per repetition) with the launch environment ``bfrun`` uses; 128 MiB per rank per sample, so
+the 16 and 64 MiB points run K = 3-8 exchanges per sample. Cost of the two large sizes,
+measured with the same command at load 11-21 on 2 cores: the 2-rank launch took 125 s
+instead of 54 s, the 4-rank one 225 s in all (``setup_cache``, once per ``asv run``; the CI
+check, ``tests/test_asv_publish.py``, runs only ``topology_cost``). The ``track_*``
+benchmarks report the median per-repetition ratio ``bluefog_loop / raw_sendrecv_mix``
+(<= 1.11 means at least 0.9x the throughput of raw MPI doing the same sum) and
+``bluefog_loop``'s median seconds per exchange. ``track_`` because the time is measured
+inside the ranks. Everything skips (``NotImplementedError``) when ``mpiexec``, mpi4py or
+mpi4jax are missing.
 """
 
 from benchmarks._mpi import run_module_json
