@@ -7,7 +7,10 @@ communicator (``SimComm(n, faults=f)``, ``MpiComm(faults=f)``). Every mask is a 
 of ``(seed, t, receiver, sender)`` (:mod:`bluefog.faults.hashing`), so the simulator and every
 MPI rank drop exactly the same messages without communicating: under MPI the message is still
 sent and the receiver ignores it. Node crashes (the crashed agent's state frozen or reset) are
-applied by the engine around the algorithm's step (:func:`with_faults`).
+applied by the engine around the algorithm's step (:func:`with_faults`). The models' numbers
+(seeds, rates, windows, crash steps) are tables passed to the compiled program as inputs
+(:mod:`bluefog.faults.tables`, :mod:`bluefog.faults.inputs`), so a sweep over them with one
+structure compiles once.
 """
 
 from .hashing import draw, threshold
