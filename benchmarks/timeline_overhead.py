@@ -74,7 +74,7 @@ def measure(args) -> dict:
     import bluefog_dist
     from algorithms.problems import logistic_regression
     from bluefog.topology import exponential_graph
-    from bluefog_dist.timeline import Timeline
+    from bluefog_dist.timeline import start_timeline
 
     from . import _workload as W
 
@@ -100,7 +100,8 @@ def measure(args) -> dict:
 
     def on():
         box, where = {}, os.path.join(root, f"run{len(side['start'])}")
-        side["start"].append(_timed(world, lambda: box.update(tl=Timeline(where, world)))[0])
+        begin = _timed(world, lambda: box.update(tl=start_timeline(where, world)))
+        side["start"].append(begin[0])
         wall, cpu = _timed(world, train)
         side["on_cpu"].append(cpu)
         side["close"].append(_timed(world, box["tl"].close)[0])

@@ -86,7 +86,8 @@ class MpiComm(ScheduleCommunicator):
         Directory of the per-rank ``jax.profiler`` timeline (``rank<r>.json``, see
         :mod:`bluefog_dist.timeline`; merge with :mod:`bluefog_dist.profile_merge`).
         Default: the environment variable ``BLUEFOG_TIMELINE`` (``bfrun --timeline`` sets
-        it); off when neither is set. Starting it is collective.
+        it); off when neither is set. Every rank must agree on whether it is on (checked
+        with one ``allgather`` at construction).
     faults : bluefog.faults.Faults, optional
         Fault model (:mod:`bluefog.faults`): every message is still sent; the receiver
         ignores the ones the model marks lost (the same masks as the simulator's).
@@ -119,7 +120,7 @@ class MpiComm(ScheduleCommunicator):
         self._local_comm, self._local_error = machines.local_comm, machines.error
         spec = timeline if timeline is not None else os.environ.get(TIMELINE_ENV) or None
         self._ops = OpNames()
-        self._timeline = None if spec is None else timeline_for(spec, self._comm)
+        self._timeline = timeline_for(spec, self._comm)  # collective, also when off
         self.faults = check_faults(faults, self.size)
 
     # ---- primitives -----------------------------------------------------------------------

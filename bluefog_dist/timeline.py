@@ -10,9 +10,11 @@ What each rank does
 The first :class:`bluefog_dist.MpiComm` built with a timeline starts one ``jax.profiler``
 session in the process (:func:`timeline_for`; Python tracer off, host tracer on, so XLA's
 ops, mpi4jax's custom calls included, are timed where the compiled program runs them). The
-start is collective: one ``allgather`` (:func:`bluefog_dist.agreement.agree`) shares any
-start error, so that every rank raises it instead of one rank waiting, and serves as a
-barrier; right after it each rank records its wall-clock time ``anchor_unix_ns``
+start is collective (:func:`start_timeline`): one ``allgather``
+(:func:`bluefog_dist.agreement.agree`) checks that every rank asks for a timeline (every
+``MpiComm`` takes part in it, also with the timeline off) and shares any start error, so
+that every rank raises instead of one rank waiting; it also serves as a barrier: right
+after it each rank records its wall-clock time ``anchor_unix_ns``
 (``time.time_ns()``). The session records until :meth:`Timeline.close`, which runs at
 interpreter exit (or when called): it stops the profiler, converts the session
 (:mod:`bluefog_dist.profile_export`) and writes ``DIR/rank<r>.json``, a Chrome trace whose
@@ -47,7 +49,8 @@ from .agreement import AgreementError, agree
 from .profile_export import find_xplane, session_events
 from .profile_merge import ENV_VAR, FORMAT, rank_file
 
-__all__ = ["Timeline", "timeline_for", "rank_file", "profile_options", "ENV_VAR", "FORMAT"]
+__all__ = ["Timeline", "start_timeline", "timeline_for", "rank_file", "profile_options",
+           "ENV_VAR", "FORMAT"]
 
 _ACTIVE: dict = {"timeline": None}
 
@@ -75,35 +78,30 @@ def _check_directory(directory) -> str:
 class Timeline:
     """One rank's ``jax.profiler`` recording, written as Chrome-trace JSON (module docstring).
 
-    Construction is collective over ``comm`` (every rank must build it). Use
-    :func:`timeline_for` rather than the constructor: there is one profiler per process.
+    Made by :func:`start_timeline` (collective), which starts the profiler on every rank
+    at once; :func:`timeline_for` keeps one per process.
 
     Parameters
     ----------
     directory : str or os.PathLike
         Where ``rank<r>.json`` and the raw profiler output go (created if missing); normally
         the same on every rank (the merge reads one directory), but not checked.
-    comm : mpi4py.MPI.Intracomm
-        The ranks of the job; its rank numbers the file and the trace's ``pid``.
+    rank, size : int
+        This rank and the number of ranks; the rank numbers the file and the trace's
+        ``pid``.
     """
 
-    def __init__(self, directory, comm):
+    def __init__(self, directory, rank: int, size: int):
         self.directory = _check_directory(directory)
-        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        self.rank, self.size = int(rank), int(size)
         self.path = rank_file(self.directory, self.rank)
         self.events: list[dict] = []
         self._threads: dict = {}
         self.closed = False
         self._log_dir = None
-        try:
-            agree(comm, self._start_fields, what="bluefog_dist timeline")
-        except AgreementError:
-            self._stop(convert=False)  # another rank failed: leave no profiler running
-            raise
-        self.anchor_ns = time.time_ns()  # every rank just left the same allgather
-        atexit.register(self.close)
+        self.anchor_ns = time.time_ns()  # replaced by the time right after the start barrier
 
-    def _start_fields(self) -> dict:
+    def _start(self) -> None:
         import jax
 
         log_dir = os.path.join(self.directory, f"rank{self.rank}")
@@ -111,7 +109,6 @@ class Timeline:
         os.makedirs(log_dir)
         jax.profiler.start_trace(log_dir, profiler_options=profile_options())
         self._log_dir = log_dir
-        return {}  # only the errors are shared: ranks may name different directories
 
     def _stop(self, convert: bool = True) -> None:
         import jax
@@ -164,27 +161,71 @@ class Timeline:
         return self.path
 
 
-def timeline_for(directory, comm) -> Timeline:
-    """The process's running :class:`Timeline` for ``directory``, started on first use.
+def start_timeline(directory, comm) -> Timeline | None:
+    """Start a :class:`Timeline` on every rank of ``comm`` that names a directory (collective).
 
-    Every :class:`bluefog_dist.MpiComm` with a timeline calls this, so several communicators
-    share one profiler session. Collective when it starts one (all ranks make the same
-    calls, as they build the same communicators).
+    Each rank starts its profiler (if ``directory`` is not ``None``), then all ranks take
+    part in ONE ``allgather`` (:func:`bluefog_dist.agreement.agree`) comparing whether they
+    asked for a timeline, and sharing any error (a bad ``directory``, a profiler already
+    running). Right after it each rank takes its anchor, ``time.time_ns()``.
+
+    Returns
+    -------
+    Timeline or None
+        ``None`` when no rank asked for one.
+
+    Raises
+    ------
+    bluefog_dist.agreement.AgreementError
+        On every rank, if any rank failed to start or the ranks disagree on whether to record
+        (e.g. ``BLUEFOG_TIMELINE`` set on some ranks only); no profiler is left running.
+    """
+    box = {}
+
+    def fields():
+        if directory is None:
+            return {"timeline requested": False}
+        box["tl"] = Timeline(directory, comm.Get_rank(), comm.Get_size())
+        box["tl"]._start()
+        return {"timeline requested": True}
+
+    try:
+        agree(comm, fields, what="bluefog_dist timeline")
+    except AgreementError:
+        if "tl" in box:
+            box["tl"]._stop(convert=False)  # another rank failed: leave no profiler running
+        raise
+    timeline = box.get("tl")
+    if timeline is not None:
+        timeline.anchor_ns = time.time_ns()  # every rank just left the same allgather
+        atexit.register(timeline.close)
+    return timeline
+
+
+def timeline_for(directory, comm) -> Timeline | None:
+    """The process's :class:`Timeline`: the running one, else :func:`start_timeline`.
+
+    Every :class:`bluefog_dist.MpiComm` calls this with its ``timeline`` (``None`` when not
+    asked), so several communicators share one profiler session. While none is running the
+    call is collective (one ``allgather``, also when no rank asks, so that ranks that
+    disagree raise instead of waiting); all ranks make the same calls, as they build the
+    same communicators.
 
     Raises
     ------
     ValueError
         If a timeline for another directory is already recording in this process.
+    bluefog_dist.agreement.AgreementError
+        As :func:`start_timeline`.
     """
-    directory = _check_directory(directory)
     active = _ACTIVE["timeline"]
     if active is not None and not active.closed:
-        if active.directory != directory:
+        if directory is not None and active.directory != str(directory):
             raise ValueError(
                 f"timeline: this process already records a timeline into "
                 f"{active.directory!r} (one jax.profiler session per process); got "
-                f"{directory!r}. Use the same directory for every MpiComm, or close the first "
-                "one (comm.timeline.close()) before starting another.")
+                f"{str(directory)!r}. Use the same directory for every MpiComm, or close the "
+                "first one (comm.timeline.close()) before starting another.")
         return active
-    _ACTIVE["timeline"] = Timeline(directory, comm)
+    _ACTIVE["timeline"] = start_timeline(directory, comm)
     return _ACTIVE["timeline"]

@@ -220,6 +220,10 @@ START_FAILS_ON_RANK_1 = textwrap.dedent("""
     from bluefog_dist import MpiComm
     from bluefog_dist.agreement import AgreementError
     rank = MPI.COMM_WORLD.Get_rank()
+    try:  # only rank 1 asks for a timeline (as with BLUEFOG_TIMELINE set on one rank)
+        MpiComm(timeline=sys.argv[1] if rank == 1 else None)
+    except AgreementError as err:
+        print(f"rank {rank} raised: {err}", flush=True)
     if rank == 1:  # the user's own profiler session: the timeline cannot start on this rank
         jax.profiler.start_trace(sys.argv[1] + "/own")
     try:
@@ -231,7 +235,7 @@ START_FAILS_ON_RANK_1 = textwrap.dedent("""
 
 @pytest.mark.mpi
 def test_a_start_failure_on_one_rank_raises_on_every_rank(tmp_path):
-    """No rank waits in the start barrier for a rank whose profiler could not start."""
+    """No rank waits in the start barrier for a rank that disagrees or cannot start."""
     from mpi_support import assert_mpi_ok, run_mpi
 
     script = tmp_path / "start.py"
@@ -239,6 +243,9 @@ def test_a_start_failure_on_one_rank_raises_on_every_rank(tmp_path):
     proc = run_mpi(2, [str(script), str(tmp_path)], timeout=240)
     assert_mpi_ok(proc)
     for r in range(2):
+        assert (f"rank {r} raised: bluefog_dist timeline: ranks disagree on the configuration "
+                "(first differing rank: 1); field 'timeline requested': rank 0 has false, "
+                "rank 1 has true") in proc.stdout, proc.stdout
         assert (f"rank {r} raised: bluefog_dist timeline: start-up check failed on rank(s) 1: "
                 "rank 1: RuntimeError: Profile has already been started") in proc.stdout, \
             proc.stdout
