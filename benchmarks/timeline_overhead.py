@@ -117,7 +117,9 @@ def measure(args) -> dict:
 
 
 def summary(rows: dict, meta: dict) -> dict:
-    """Medians, and min / median of the per-repetition ratios on / off (wall and CPU)."""
+    r"""Medians, and min / median of the per-repetition ratios
+    :math:`q_r = t^{\text{on}}_r / t^{\text{off}}_r` (wall and CPU; Hoefler & Belli, SC 2015:
+    summarize ratios of paired measurements)."""
     ratio_min, ratio_median = ratio_stats(rows["on"], rows["off"])
     cpu_min, cpu_median = ratio_stats(rows["on_cpu"], rows["off_cpu"])
     return {**meta, "rows": rows, "ratio_min": ratio_min, "ratio_median": ratio_median,

@@ -26,7 +26,9 @@ __all__ = ["OpNames", "named_op"]
 
 
 class OpNames:
-    """The op being traced; names the messages it sends."""
+    """The op being traced; names the messages it sends (``bf.<op>.<primitive>``, read back
+    by :func:`bluefog_dist.xspace.message_name`; Bluefog names timeline events by op the same
+    way: Ying et al., arXiv:2111.04287)."""
 
     def __init__(self):
         self.op = "op"
@@ -49,7 +51,8 @@ class OpNames:
 
 def named_op(op: str, method: Callable) -> Callable:
     """Wrap ``method(self, ...)`` so that its messages are named ``op`` (``self._ops`` is the
-    communicator's :class:`OpNames`); the wrapper keeps ``method``'s docstring."""
+    communicator's :class:`OpNames`); the wrapper keeps ``method``'s docstring (and so the
+    math and references of the wrapped op)."""
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):

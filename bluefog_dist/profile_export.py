@@ -36,7 +36,8 @@ _SKIP_PLANES = ("/host:metadata", "Task Environment")
 
 
 def find_xplane(log_dir: str) -> str | None:
-    """The newest ``*.xplane.pb`` under ``log_dir/plugins/profile``, or ``None``."""
+    """The newest ``*.xplane.pb`` under ``log_dir/plugins/profile``, or ``None`` (the layout
+    ``jax.profiler.stop_trace`` writes, shared with TensorBoard's profile plugin)."""
     found = glob.glob(os.path.join(log_dir, "plugins", "profile", "*", "*.xplane.pb"))
     return max(found, key=os.path.getmtime) if found else None
 
@@ -52,7 +53,11 @@ def _mpi_op(ev, ops: dict, names: set) -> MpiOp | None:
 
 
 def session_events(xplane_path: str, rank: int, anchor_ns: int) -> tuple[list[dict], dict]:
-    """Chrome-trace events of one profiler session of rank ``rank``.
+    r"""Chrome-trace events of one profiler session of rank ``rank``.
+
+    ``ts`` :math:`= (\text{profile\_start\_time} - \text{anchor\_ns} + \text{start\_ns})
+    / 1000` and ``dur`` :math:`= \text{duration\_ns} / 1000` (module docstring, "Clock").
+    Reference: JAX profiling (``jax.profiler.ProfileData``), Chrome "Trace Event Format".
 
     Parameters
     ----------

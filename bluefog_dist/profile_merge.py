@@ -86,8 +86,12 @@ def _read(path: str) -> dict:
 
 
 def load_rank_files(directory: str) -> tuple[list[dict], list[str]]:
-    """The rank files in ``directory`` (last attempt only), sorted by rank, and notes on
+    r"""The rank files in ``directory`` (last attempt only), sorted by rank, and notes on
     what was left out.
+
+    A file belongs to the last launch when its ``otherData.attempt``
+    (``BLUEFOG_RESTART_COUNT``, :mod:`bluefog_dist.restart`) is the largest present; ranks
+    :math:`\{0, \dots, \text{size} - 1\}` without a file are reported missing.
 
     Raises
     ------
@@ -116,7 +120,15 @@ def load_rank_files(directory: str) -> tuple[list[dict], list[str]]:
 
 
 def clock_shifts(infos: list[dict]) -> dict[int, int]:
-    """``{rank: shift_ns}`` for the ``otherData`` of the rank files (module docstring).
+    r"""``{rank: shift_ns}`` for the ``otherData`` of the rank files.
+
+    .. math:: s_r = \begin{cases} 0 & h_r = h_{\text{ref}} \\
+              a_{\text{ref}} - a_{m(h_r)} & \text{otherwise} \end{cases}
+
+    with :math:`h_r` the host of rank :math:`r`, :math:`a` the anchors (Unix ns right after
+    the start barrier), ``ref`` the lowest rank and :math:`m(h)` the lowest rank on host
+    :math:`h`. Barrier-based offset estimation as in MPI clock synchronisation (e.g.
+    ``MPI_Wtime`` with ``MPI_WTIME_IS_GLOBAL`` false: MPI 4.0 standard, section 9.6).
 
     >>> clock_shifts([{"rank": 0, "host": "a", "anchor_unix_ns": 100},
     ...               {"rank": 1, "host": "a", "anchor_unix_ns": 130},
@@ -134,8 +146,14 @@ def clock_shifts(infos: list[dict]) -> dict[int, int]:
 
 
 def merge(docs: list[dict]) -> dict:
-    """One Chrome trace of the rank files ``docs`` (as :func:`load_rank_files` returns them):
-    events shifted onto one clock, ``pid`` = rank, ``otherData`` describing the alignment."""
+    r"""One Chrome trace of the rank files ``docs`` (as :func:`load_rank_files` returns them).
+
+    An event of rank :math:`r` at ``ts`` (microseconds since its anchor :math:`a_r`) moves to
+    :math:`ts + (a_r + s_r - T_0) / 1000` with the shifts :math:`s_r` of
+    :func:`clock_shifts` and :math:`T_0 = \min_r \min_e (a_r + s_r + 1000\, ts_e)`, the
+    earliest aligned event; ``pid`` becomes the rank; ``otherData`` records :math:`T_0`, the
+    shifts and the hosts. Reference: Chrome "Trace Event Format" (JSON object format).
+    """
     infos = [d["otherData"] for d in docs]
     shifts = clock_shifts(infos)
     base = {i["rank"]: int(i["anchor_unix_ns"]) + shifts[i["rank"]] for i in infos}
@@ -177,7 +195,8 @@ def check_output(path) -> tuple[str, str]:
     """Validate ``bfrun --timeline PATH`` before launch; ``(PATH, rank directory)``.
 
     The rank directory is ``PATH + ".ranks"``, made absolute (every rank writes there, whatever
-    its working directory). Nothing is created here.
+    its working directory). Nothing is created here. Like Bluefog's ``--timeline-filename``
+    (Ying et al., arXiv:2111.04287), but one file for the whole job.
 
     Raises
     ------

@@ -57,7 +57,9 @@ _ACTIVE: dict = {"timeline": None}
 
 def profile_options():
     """``jax.profiler.ProfileOptions`` of the timeline: Python tracer off (it would time every
-    Python call), host tracer at its default level 2 (XLA ops and JAX's own annotations)."""
+    Python call), host tracer at its default level 2 (XLA ops and JAX's own annotations).
+
+    Reference: JAX profiling, https://docs.jax.dev/en/latest/profiling.html."""
     import jax
 
     options = jax.profiler.ProfileOptions()
@@ -89,6 +91,11 @@ class Timeline:
     rank, size : int
         This rank and the number of ranks; the rank numbers the file and the trace's
         ``pid``.
+
+    References
+    ----------
+    Bluefog's timeline (``BLUEFOG_TIMELINE``; Ying et al., arXiv:2111.04287, 2021); JAX
+    profiling (``jax.profiler.start_trace`` / ``stop_trace``).
     """
 
     def __init__(self, directory, rank: int, size: int):
@@ -179,6 +186,8 @@ def start_timeline(directory, comm) -> Timeline | None:
     bluefog_dist.agreement.AgreementError
         On every rank, if any rank failed to start or the ranks disagree on whether to record
         (e.g. ``BLUEFOG_TIMELINE`` set on some ranks only); no profiler is left running.
+
+    Reference: ``MPI_Allgather`` as a barrier with data (MPI 4.0 standard, section 6.7).
     """
     box = {}
 

@@ -45,7 +45,8 @@ SCOPE_PREFIX = "bf."
 
 
 class MpiOp(NamedTuple):
-    """One mpi4jax custom call of a compiled program."""
+    """One mpi4jax custom call of a compiled program (mpi4jax: Hafner & Vicentini, JOSS
+    6(65), 3419, 2021)."""
 
     name: str      #: ``"<op>/<primitive>"``, e.g. ``"neighbor_allreduce/sendrecv"``
     bytes: int     #: size of the buffer sent (first operand)
@@ -64,10 +65,14 @@ def _varint(buf: bytes, i: int) -> tuple[int, int]:
 
 
 def fields(buf: bytes) -> Iterator[tuple[int, int | bytes]]:
-    """``(field number, value)`` of every field of one serialized protobuf message.
+    r"""``(field number, value)`` of every field of one serialized protobuf message.
 
     Varints come back as ``int``, length-delimited fields as ``bytes``, fixed 32/64-bit
-    fields as their raw 4/8 bytes (wire types 0, 2, 5, 1 of the encoding).
+    fields as their raw 4/8 bytes (wire types 0, 2, 5, 1 of the encoding). A key is
+    :math:`(\text{field} \ll 3) \,|\, \text{wire type}`; a varint is little-endian base 128,
+    :math:`v = \sum_k (b_k \,\&\, 127)\, 2^{7k}`.
+
+    Reference: https://protobuf.dev/programming-guides/encoding/.
     """
     i, n = 0, len(buf)
     while i < n:
@@ -121,6 +126,8 @@ def message_name(op_name: str, primitive: str) -> str:
     'neighbor_allreduce/sendrecv'
     >>> message_name("jit(f)/sendrecv_mpi", "sendrecv")
     'mpi/sendrecv'
+
+    Reference: ``jax.named_scope`` (JAX documentation), XLA's ``OpMetadata.op_name``.
     """
     for part in reversed(op_name.split("/")):
         if part.startswith(SCOPE_PREFIX) and part.count(".") >= 2:
@@ -166,7 +173,7 @@ def _hlo_protos(xspace: bytes) -> Iterator[tuple[str, bytes]]:
 
 
 def mpi_ops(xspace: bytes) -> dict[str, dict[str, MpiOp]]:
-    """The mpi4jax messages of every program in a serialized ``XSpace``.
+    r"""The mpi4jax messages of every program in a serialized ``XSpace``.
 
     Parameters
     ----------
@@ -178,7 +185,11 @@ def mpi_ops(xspace: bytes) -> dict[str, dict[str, MpiOp]]:
     dict
         ``{"<module>(<program_id>)": {instruction name: MpiOp}}``; programs without MPI
         messages are left out. The key matches the ``hlo_module`` and ``program_id`` stats
-        of the XLA op events.
+        of the XLA op events. ``bytes`` :math:`= \prod_k d_k \times` itemsize of the first
+        operand.
+
+    Reference: ``xla/service/hlo.proto``, ``tsl/profiler/protobuf/xplane.proto`` (field
+    numbers in the module docstring).
     """
     found: dict[str, dict[str, MpiOp]] = {}
     for key, proto in _hlo_protos(xspace):
