@@ -122,13 +122,10 @@ def run(algorithm: Algorithm, problem: Problem, topology, steps: int, *, seed: i
         block = _block_comm(comm, k, k * _machine_ranks(comm))
         backend = BlockBackend(block if faults is None else block.with_faults(faults),
                                error=error)
-    result = execute(backend, algorithm, problem, topology, steps, seed=seed, x0=x0,
-                     record_every=record_every, progress=progress, metrics=metrics,
-                     state=state, segment_every=segment_every, on_segment=on_segment,
-                     on_nonfinite=on_nonfinite)
-    if comm.timeline is not None:
-        comm.timeline.flush()
-    return result
+    return execute(backend, algorithm, problem, topology, steps, seed=seed, x0=x0,
+                   record_every=record_every, progress=progress, metrics=metrics,
+                   state=state, segment_every=segment_every, on_segment=on_segment,
+                   on_nonfinite=on_nonfinite)
 
 
 #: ``(id(mpi comm), k, local_size) -> (mpi comm, BlockComm)``: one block communicator per

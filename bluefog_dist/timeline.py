@@ -147,16 +147,6 @@ class Timeline:
         os.replace(tmp, self.path)
         return self.path
 
-    def flush(self) -> str:
-        """The path of this rank's file; the profiler keeps recording.
-
-        Converting a session costs about as much as recording it (stopping the profiler
-        serializes every event), so nothing is converted while the program runs:
-        :meth:`close`, at the latest at interpreter exit, stops the session and writes the
-        file. :func:`bluefog_dist.run` calls this at its end.
-        """
-        return self.path
-
     def close(self) -> str:
         """Stop recording for good and write :attr:`path` (idempotent; runs at exit)."""
         if not self.closed:
