@@ -46,6 +46,7 @@ from bluefog.validation import check_positive_int
 
 from .block_plan import RoundPlan, plan_round
 from .comm import MpiComm, _mpi
+from .op_names import OpNames, named_op
 from .wire import pack, unpack
 
 __all__ = ["BlockComm", "BLOCK_AXIS"]
@@ -97,6 +98,7 @@ class BlockComm(ScheduleCommunicator):
                 "Every machine holds the same number of agents.")
         self.local_size = local_size
         self._plans: dict = {}
+        self._ops = OpNames()  # messages named <op>/<primitive> for the timeline
 
     @property
     def comm(self):
@@ -134,8 +136,9 @@ class BlockComm(ScheduleCommunicator):
             for msg in plan.messages:
                 send = block[msg.send_rows] if msg.send_rows.size else block[:1]
                 template = jnp.zeros((max(1, msg.recv_rows), block.shape[1]), block.dtype)
-                parts.append(mpi4jax.sendrecv(send, template, msg.source, msg.dest,
-                                              comm=self.comm))
+                parts.append(self._ops.message(
+                    "sendrecv", send, lambda b, t=template, m=msg: mpi4jax.sendrecv(
+                        b, t, m.source, m.dest, comm=self.comm)))
             rows = parts[0] if len(parts) == 1 else jnp.concatenate(parts)
             outs.append(rows[here])
         return unpack(leaves, list(zip(packed, outs)))
@@ -149,7 +152,8 @@ class BlockComm(ScheduleCommunicator):
         for _, _, buf in packed:
             total = lax.psum(buf, self.axis_name)
             if self.ranks > 1:
-                total = mpi4jax.allreduce(total, op=MPI.SUM, comm=self.comm)
+                total = self._ops.message("allreduce", total, lambda b: mpi4jax.allreduce(
+                    b, op=MPI.SUM, comm=self.comm))
             outs.append(total)
         return unpack(leaves, list(zip(packed, outs)))
 
@@ -161,7 +165,8 @@ class BlockComm(ScheduleCommunicator):
         for _, _, buf in packed:
             block = lax.all_gather(buf, self.axis_name)  # (k, L)
             if self.ranks > 1:
-                block = mpi4jax.allgather(block, comm=self.comm).reshape(self.size, -1)
+                block = self._ops.message("allgather", block, lambda b: mpi4jax.allgather(
+                    b, comm=self.comm)).reshape(self.size, -1)
             outs.append(block)
         return unpack(leaves, list(zip(packed, outs)), lead=(self.size,))
 
@@ -184,9 +189,19 @@ class BlockComm(ScheduleCommunicator):
         for _, _, buf in packed:
             value = lax.all_gather(buf, self.axis_name)[row if owner == self.rank_index else 0]
             if self.ranks > 1:
-                value = mpi4jax.bcast(value, owner, comm=self.comm)
+                with self._ops.named("broadcast"):
+                    value = self._ops.message("bcast", value, lambda b: mpi4jax.bcast(
+                        b, owner, comm=self.comm))
             outs.append(value)
         return jax.tree_util.tree_unflatten(treedef, unpack(leaves, list(zip(packed, outs))))
+
+    # ---- the shared ops, their messages named for the timeline -----------------------------
+    neighbor_allreduce = named_op("neighbor_allreduce", ScheduleCommunicator.neighbor_allreduce)
+    neighbor_allgather = named_op("neighbor_allgather", ScheduleCommunicator.neighbor_allgather)
+    allreduce = named_op("allreduce", ScheduleCommunicator.allreduce)
+    allgather = named_op("allgather", ScheduleCommunicator.allgather)
+    hierarchical_neighbor_allreduce = named_op(
+        "hierarchical_neighbor_allreduce", ScheduleCommunicator.hierarchical_neighbor_allreduce)
 
     def barrier(self) -> None:
         """Block until every rank has reached this point (``MPI_Barrier``)."""

@@ -173,11 +173,13 @@ JOB = textwrap.dedent("""
     import algorithms, bluefog_dist
     from algorithms.problems import quadratic
     from bluefog.topology import exponential_graph
+    import sys
     from mpi4py import MPI
-    n, d, steps = MPI.COMM_WORLD.Get_size(), 6, 25
+    k = int(sys.argv[1]) if len(sys.argv) > 1 else 1  # agents per rank
+    n, d, steps = MPI.COMM_WORLD.Get_size() * k, 6, 25
     b = np.random.default_rng(0).standard_normal((n, d)).astype(np.float32)
     bluefog_dist.run(algorithms.dgd(lr=0.1), quadratic(b), exponential_graph(n), steps,
-                     progress=False)
+                     progress=False, agents_per_rank=k)
     print("done", MPI.COMM_WORLD.Get_rank(), flush=True)
 """)
 
@@ -249,3 +251,25 @@ def test_a_start_failure_on_one_rank_raises_on_every_rank(tmp_path):
         assert (f"rank {r} raised: bluefog_dist timeline: start-up check failed on rank(s) 1: "
                 "rank 1: RuntimeError: Profile has already been started") in proc.stdout, \
             proc.stdout
+
+
+@pytest.mark.mpi
+def test_hybrid_backend_messages_carry_their_op_name(tmp_path):
+    """Two agents per rank (bluefog_dist.run(agents_per_rank=2)): the rank-level messages of
+    the block communicator are named like MpiComm's (the exchanges always; the metrics'
+    allreduce/allgather of the initial record program still show as mpi/<primitive>, cause
+    not found)."""
+    script, out = tmp_path / "job.py", tmp_path / "trace.json"
+    script.write_text(JOB)
+    proc = subprocess.run(BFRUN + ["-np", "2", "--skip-check", "--timeline", str(out),
+                                   str(script), "2"],
+                          capture_output=True, text=True, timeout=400, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    events = json.loads(out.read_text())["traceEvents"]
+    mpi = [e for e in events if e.get("cat") == "mpi"]
+    for r in range(2):
+        sends = [e for e in mpi if e["pid"] == r and e["name"] == "neighbor_allreduce/sendrecv"]
+        assert len(sends) >= 25, sorted({e["name"] for e in mpi})  # >= one per step
+    assert "mpi/sendrecv" not in {e["name"] for e in mpi}  # every exchange carries its op
+    assert {e["name"] for e in mpi} >= {"allreduce/allreduce", "allgather/allgather"}
