@@ -17,7 +17,7 @@ from bluefog.engine import agent_key, first_agent
 
 from . import failfast, heartbeat
 from .block_comm import BlockComm
-from .mpi_backend import MpiBackend
+from .mpi_backend import MpiBackend, _fault_structure
 
 __all__ = ["BlockBackend"]
 
@@ -44,8 +44,8 @@ class BlockBackend(MpiBackend):
         self.is_root = self.rank == 0
         self._agents = slice(comm.offset, comm.offset + comm.block)
         self._error = error
-        self.cache_key = ("mpi-block", self.size, self.rank, comm.block)
-        self.cache_refs = (comm,)  # one BlockComm per configuration (bluefog_dist.run)
+        self.cache_key = ("mpi-block", self.size, self.rank, comm.block, _fault_structure(comm))
+        self.cache_refs = (comm.origin,)  # one BlockComm per configuration (bluefog_dist.run)
 
     def check_agents(self, topology):
         if self._error is not None:

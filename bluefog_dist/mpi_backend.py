@@ -20,6 +20,12 @@ from .comm import MpiComm
 __all__ = ["MpiBackend"]
 
 
+def _fault_structure(comm):
+    """The static part of ``comm``'s fault model (``None`` without faults)."""
+    faults = getattr(comm, "faults", None)
+    return None if faults is None else faults.structure
+
+
 class MpiBackend:
     """The MPI engine adapter (:class:`bluefog.engine.Backend`): this rank is one agent."""
 
@@ -34,9 +40,10 @@ class MpiBackend:
         self.is_root = self.rank == 0
         #: Programs are shared across runs on the same communicator (bluefog.engine.cache):
         #: :func:`bluefog_dist.default_comm` returns one object per configuration, so a
-        #: second ``run()`` with equal shapes compiles nothing.
-        self.cache_key = ("mpi", self.size, self.rank)
-        self.cache_refs = (comm,)
+        #: second ``run()`` with equal shapes compiles nothing; a copy with faults keys by
+        #: its origin and the faults' structure (their tables are inputs of the program).
+        self.cache_key = ("mpi", self.size, self.rank, _fault_structure(comm))
+        self.cache_refs = (comm.origin,)
 
     def agree(self, fields):
         agree(self.comm.comm, fields, what="bluefog_dist.run")

@@ -18,5 +18,5 @@ def test_faulty_mpi_trajectory_equals_the_faulty_simulator_row():
     assert_mpi_ok(proc)
     ok = dict(re.findall(r"FAULTS OK (\w+) ([0-9.e+-]+)", proc.stdout))
     assert set(ok) == {"consensus_renormalise", "robust_push_sum_loss_crash",
-                       "hybrid_robust_push_sum"}, proc.stdout[-3000:]
+                       "sweep_reuses_the_program", "hybrid_robust_push_sum"}, proc.stdout[-3000:]
     assert all(float(v) <= 1e-12 for v in ok.values()), ok

@@ -47,6 +47,7 @@ def copy_with_faults(comm, faults):
     none); the copy shares the backend's resources (under MPI, the cloned communicator)."""
     new = copy.copy(comm)
     new.faults = check_faults(faults, comm.size)
+    new._origin = comm.origin  # the communicator whose resources the copy shares
     return new
 
 

@@ -48,6 +48,18 @@ def main():
         stacked = np.stack(world.allgather(np.asarray(mine.params)))
         _compare(name, alg, faults, prob, topo, X0, stacked, rank == 0)
         world.Barrier()
+    # a sweep: another seed, rate and crash window of the same structure reuses the compiled
+    # program (the fault tables are inputs of the program) and still follows the simulator
+    alg = A.robust_push_sum()
+    first = Faults(MessageLoss(0.2, seed=11), NodeCrash(1, at=3, rejoin=15))
+    second = Faults(MessageLoss(0.4, seed=12), NodeCrash(1, at=5, rejoin=12))
+    assert first.structure == second.structure
+    bluefog_dist.run(alg, prob, topo, STEPS, x0=X0, faults=first, record_every=STEPS)
+    again = bluefog_dist.run(alg, prob, topo, STEPS, x0=X0, faults=second, record_every=STEPS)
+    assert again.compile_seconds == 0.0, again.compile_seconds
+    stacked = np.stack(world.allgather(np.asarray(again.params)))
+    _compare("sweep_reuses_the_program", alg, second, prob, topo, X0, stacked, rank == 0)
+    world.Barrier()
     # the hybrid backend: 2 agents per rank, the same masks
     X0 = np.random.default_rng(1).normal(size=(2 * n, 3))
     prob, topo = P.quadratic(X0), exponential_graph(2 * n)
