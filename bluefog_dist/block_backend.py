@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bluefog.comm.faulty import origin
 from bluefog.engine import agent_key, first_agent
 
 from . import failfast, heartbeat
@@ -45,7 +46,7 @@ class BlockBackend(MpiBackend):
         self._agents = slice(comm.offset, comm.offset + comm.block)
         self._error = error
         self.cache_key = ("mpi-block", self.size, self.rank, comm.block, _fault_structure(comm))
-        self.cache_refs = (comm.origin,)  # one BlockComm per configuration (bluefog_dist.run)
+        self.cache_refs = (origin(comm),)  # one BlockComm per configuration (bluefog_dist.run)
 
     def check_agents(self, topology):
         if self._error is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from bluefog.comm.faulty import origin
 from bluefog.engine import CallbackError, agent_key
 
 from . import failfast, heartbeat
@@ -43,7 +44,7 @@ class MpiBackend:
         #: second ``run()`` with equal shapes compiles nothing; a copy with faults keys by
         #: its origin and the faults' structure (their tables are inputs of the program).
         self.cache_key = ("mpi", self.size, self.rank, _fault_structure(comm))
-        self.cache_refs = (comm.origin,)
+        self.cache_refs = (origin(comm),)
 
     def agree(self, fields):
         agree(self.comm.comm, fields, what="bluefog_dist.run")

@@ -90,11 +90,6 @@ class ScheduleCommunicator(WindowOps):
             return self._uniform(value.astype(jnp.int32)) > 0
         return self._uniform(value)
 
-    @property
-    def origin(self):
-        """The communicator :meth:`with_faults` copied this one from (else itself)."""
-        return self.__dict__.get("_origin", self)
-
     def with_faults(self, faults):
         """This communicator applying ``faults`` (:class:`bluefog.faults.Faults`) to every
         neighbor op: a copy sharing the backend's resources (nothing collective runs)."""

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from ..faults import Faults
 from .mixing import uniform_counts
 
-__all__ = ["check_faults", "copy_with_faults", "delivered", "faulty_mix", "faulty_slot",
+__all__ = ["check_faults", "copy_with_faults", "origin", "delivered", "faulty_mix", "faulty_slot",
            "refuse_compressed"]
 
 
@@ -47,8 +47,15 @@ def copy_with_faults(comm, faults):
     none); the copy shares the backend's resources (under MPI, the cloned communicator)."""
     new = copy.copy(comm)
     new.faults = check_faults(faults, comm.size)
-    new._origin = comm.origin  # the communicator whose resources the copy shares
+    new._origin = origin(comm)  # the communicator whose resources the copy shares
     return new
+
+
+def origin(comm):
+    """The communicator that :func:`copy_with_faults` copied ``comm`` from (else ``comm``):
+    copies share its resources (under MPI, the cloned communicator), so compiled programs
+    are keyed by the origin plus the faults' structure (:mod:`bluefog.engine.cache`)."""
+    return comm.__dict__.get("_origin", comm)
 
 
 def refuse_compressed(faults, op: str) -> None:
