@@ -4,7 +4,9 @@ A run's programs (initialisation, the initial record, one scan program per dispa
 the final ``params``) are a function of
 
 * the backend's configuration (its ``cache_key``: for the simulator the number of agents,
-  the axis name and ``local_size``; under MPI the world size, the rank and the block size;
+  the axis name, ``local_size`` and the fault model's structure; under MPI the world size,
+  the rank, the block size and the fault model's structure (the fault tables themselves are
+  inputs of the programs, :mod:`bluefog.faults`);
   a backend without ``cache_key`` is never cached) and the identity of the objects the
   programs close over that the key cannot compare by value (its ``cache_refs``: under MPI
   the communicator, whose handle is compiled into every ``sendrecv``),
