@@ -29,8 +29,10 @@ from jax.flatten_util import ravel_pytree
 
 from bluefog.algorithm import AgentContext
 from bluefog.engine import agent_key
+from bluefog.validation import check_bool
 
 from .agreement import agree
+from .window_jit import jit_step
 from .window_loop import own_steps, stop_rule
 from .window_trace import StepLock, TraceRecorder
 from .windows import MpiWindows
@@ -192,7 +194,7 @@ class MpiWindowComm:
 def run_async(algorithm, problem, topology, steps: int | None = None, *,
               duration: float | None = None, x0=None, seed: int = 0,
               compute_delay=0.0, comm: MpiWindowComm | None = None,
-              trace: str | None = None, on_step=None):
+              trace: str | None = None, on_step=None, jit: bool = False):
     r"""Run a window algorithm on this rank with no lock-step, for ``steps`` own steps or
     ``duration`` seconds.
 
@@ -230,6 +232,10 @@ def run_async(algorithm, problem, topology, steps: int | None = None, *,
     the window part of each step is atomic; compute before it and the delay run
     concurrently), so the interleaving is one of whole steps.
 
+    ``jit=True``: the step is compiled once (:func:`bluefog_dist.window_jit.jit_step`): the
+    gradient and update run as one XLA program and only the window ops run on the host, as
+    ordered callbacks; the default runs the step op by op.
+
     ``on_step(k, state, seconds)``: called on this rank after its own step ``k`` (0-based),
     ``seconds`` after the common start, e.g. to log the iterate, or, with ``steps`` only, to
     call ``comm.barrier()`` for a lock-step baseline of the same method (with ``duration``
@@ -246,7 +252,8 @@ def run_async(algorithm, problem, topology, steps: int | None = None, *,
     rule: dict = {}
 
     def fields():  # checked inside agree: an error on one rank is raised on every rank
-        rule.update(stop_rule(steps, duration, trace, on_step, compute_delay, comm.size, r))
+        rule.update(stop_rule(steps, duration, trace, on_step, compute_delay, comm.size, r),
+                    jit=check_bool(jit, "jit", where="run_async"))
         return {k: v for k, v in rule.items() if k != "delay"}
 
     agree(comm.mpi.comm, fields, what="run_async")
@@ -257,13 +264,15 @@ def run_async(algorithm, problem, topology, steps: int | None = None, *,
     ctx = AgentContext(comm, topology, problem, data, agent_key(seed, r))
     x = problem.init_params if x0 is None else jax.tree_util.tree_map(lambda v: v[r], x0)
     state = algorithm.init(x, ctx)
+    step = (jit_step(algorithm, problem, topology, comm, data, ctx.key, state.windows)
+            if rule["jit"] else (lambda s: algorithm.step(s, ctx)))
     comm.barrier()                                  # the common start
     start = time.monotonic()
     for k in own_steps(steps, duration, start):
         if delay:
             time.sleep(delay)
         try:
-            state = algorithm.step(state, ctx)
+            state = step(state)
         finally:
             comm._end_step()
         if comm.recorder is not None:

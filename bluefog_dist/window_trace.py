@@ -9,6 +9,7 @@ with the read under the exclusive lock of :class:`~bluefog_dist.windows.MpiWindo
 sender's messages to one target complete in send order (``MPI_Win_unlock`` returns after the
 operation completed at the target), so the ``c``-th counted delivery from ``j`` is ``j``'s
 ``c``-th send to this rank: the counts identify every consumed message by (sender, stamp).
+Non-blocking sends are completed before a recorded step ends, so steps stay atomic.
 :func:`bluefog.asynchrony.load_trace` merges the rank files and
 :func:`bluefog.asynchrony.replay_timeline` replays them in the simulator.
 
@@ -22,12 +23,23 @@ from __future__ import annotations
 
 import json
 
+import jax
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from bluefog.asynchrony import TRACE_FORMAT, algorithm_fingerprint
+from bluefog.comm import WinHandle
 
-__all__ = ["TraceRecorder", "StepLock"]
+__all__ = ["TraceRecorder", "StepLock", "algorithm_state"]
+
+
+def algorithm_state(state):
+    """``state`` without its windows and non-blocking handles (backend bookkeeping: a
+    handle's ticket is the MPI communication thread's number, the simulator's a stamp), the
+    part of the state that a replay must reproduce."""
+    is_handle = lambda v: isinstance(v, WinHandle)  # noqa: E731
+    return jax.tree_util.tree_map(lambda v: None if is_handle(v) else v,
+                                  state._replace(windows={}), is_leaf=is_handle)
 
 
 class StepLock:
@@ -100,7 +112,7 @@ class TraceRecorder:
     def end_step(self, params, state) -> None:
         """Close the current step: store its iterate (flattened ``params``) and the state."""
         self.iterates.append(np.asarray(ravel_pytree(params)[0], np.float64).tolist())
-        self.final = np.asarray(ravel_pytree(state._replace(windows={}))[0],
+        self.final = np.asarray(ravel_pytree(algorithm_state(state))[0],
                                 np.float64).tolist()
         self.step += 1
 

@@ -91,9 +91,11 @@ class MpiWindows:
         Default ``MPI.COMM_WORLD`` (duplicated: window traffic never mixes with the caller's).
     progress : {"thread", "none"}
         Start a progress thread (default) or rely on the MPI library's own progress.
+    progress_interval : float
+        Seconds the progress thread sleeps between polls (default 0.5 ms).
     """
 
-    def __init__(self, comm=None, progress: str = "thread"):
+    def __init__(self, comm=None, progress: str = "thread", progress_interval: float = 5e-4):
         from mpi4py import MPI
 
         if progress not in ("thread", "none"):
@@ -109,7 +111,12 @@ class MpiWindows:
         self.windows: dict = {}
         #: ``{name: {in-neighbour: deliveries}}`` seen by the last update (record/replay)
         self.last_read: dict = {}
-        self.progress = Progress(self.comm) if progress == "thread" else None
+        if isinstance(progress_interval, bool) or not isinstance(
+                progress_interval, (int, float)) or not 0 <= progress_interval < 1:
+            raise ValueError(f"MpiWindows: progress_interval must be a number of seconds in "
+                             f"[0, 1); got {progress_interval!r}. Pass e.g. 5e-4.")
+        self.progress = (Progress(self.comm, float(progress_interval))
+                         if progress == "thread" else None)
         self._worker: WindowWorker | None = None
         self.closed = False
         atexit.register(self._at_exit)
@@ -238,18 +245,18 @@ class MpiWindows:
         def remote():
             for dst, weight in weights.items():
                 base, d = w.row_at[dst] * w.buf.shape[1], flat.size
+                # the origin buffers must stay alive until Unlock (MPI may read them there)
+                if data_op == MPI.REPLACE:
+                    first = (np.append(stamp, weight * flat), (base, d + 1), MPI.REPLACE)
+                    second = (np.ones(1), (base + d + 1, 1), MPI.SUM)
+                else:
+                    first = (np.array([stamp]), (base, 1), MPI.REPLACE)
+                    second = (np.append(weight * flat, 1.0), (base + 1, d + 1), MPI.SUM)
                 with w.mutex:
                     w.win.Lock(dst, MPI.LOCK_SHARED)
-                    if data_op == MPI.REPLACE:
-                        w.win.Accumulate(np.append(stamp, weight * flat), dst,
-                                         target=(base, d + 1, MPI.DOUBLE), op=MPI.REPLACE)
-                        w.win.Accumulate(np.ones(1), dst, target=(base + d + 1, 1, MPI.DOUBLE),
-                                         op=MPI.SUM)
-                    else:
-                        w.win.Accumulate(np.array([stamp]), dst, target=(base, 1, MPI.DOUBLE),
-                                         op=MPI.REPLACE)
-                        w.win.Accumulate(np.append(weight * flat, 1.0), dst,
-                                         target=(base + 1, d + 1, MPI.DOUBLE), op=MPI.SUM)
+                    for data, (disp, count), mpi_op in (first, second):
+                        w.win.Accumulate(data, dst, target=(disp, count, MPI.DOUBLE),
+                                         op=mpi_op)
                     w.win.Unlock(dst)
 
         return self._issue(remote, nonblocking)

@@ -34,7 +34,7 @@ def test_async_push_sum_and_window_ops_under_mpiexec_4():
 
 
 def test_win_info_agreement_delays_and_nonblocking_under_mpiexec_4():
-    proc = run_mpi(4, [str(ROOT / "tests" / "mpi" / "windows_gaps_program.py")], timeout=150)
+    proc = run_mpi(4, [str(ROOT / "tests" / "mpi" / "windows_gaps_program.py")], timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "gaps ok=True" in proc.stdout, proc.stdout[-3000:]
     assert "FAIL" not in proc.stdout

@@ -23,6 +23,7 @@ import bluefog_sim
 from algorithms.problems import least_squares, quadratic
 from bluefog.asynchrony import asynchronous, check_windows, load_trace, replay_timeline
 from bluefog.topology import exponential_graph, ring_graph, symmetric_exponential_graph
+from bluefog_dist.window_trace import algorithm_state
 from mpi_support import ROOT, run_mpi
 
 N = 4
@@ -32,7 +33,7 @@ N = 4
 def recorded(tmp_path_factory):
     d = tmp_path_factory.mktemp("trace")
     proc = run_mpi(N, [str(ROOT / "tests" / "mpi" / "replay_program.py"), str(d / "run")],
-                   timeout=120)
+                   timeout=240)
     assert proc.returncode == 0 and "recorded ok" in proc.stdout, proc.stdout[-3000:]
     return d
 
@@ -47,7 +48,11 @@ def _cases():
             "adpsgd": (algorithms.ad_psgd(0.02),
                        lambda: least_squares(jnp.asarray(A), jnp.asarray(y)), None),
             "pd": (algorithms.async_push_diging(0.02),
-                   lambda: least_squares(jnp.asarray(A), jnp.asarray(y)), None)}
+                   lambda: least_squares(jnp.asarray(A), jnp.asarray(y)), None),
+            "osgp": (algorithms.async_sgp(0.02, overlap=True),
+                     lambda: least_squares(jnp.asarray(A), jnp.asarray(y)), None),
+            "sgpjit": (algorithms.async_sgp(0.02),
+                       lambda: least_squares(jnp.asarray(A), jnp.asarray(y)), None)}
 
 
 def _topology(tag):
@@ -71,28 +76,46 @@ def _replay(prefix, alg, problem, x0, topo):
     return tl, res.state, seen
 
 
+TAGS = ["ps", "sgp", "adpsgd", "pd", "osgp", "sgpjit"]
+
+
 @pytest.mark.mpi
-@pytest.mark.parametrize("tag", ["ps", "sgp", "adpsgd", "pd"])
+def test_recorded_runs_are_asynchronous(recorded):
+    """Over all recorded runs, some read combined several messages of one sender, some
+    found nothing new, and some rank took two steps in a row (one run alone may not show all
+    three when the machine is loaded: the step lock then serialises whole steps; measured
+    max 1 message per read for ad_psgd at load 16)."""
+    counts = [c for tag in TAGS for d in load_trace(str(recorded / f"run-{tag}"))["ranks"]
+              for win in d["windows"].values() for _, rd in win["reads"] for _, c in rd]
+    assert max(counts) >= 2 and min(counts) == 0, counts  # stale and combined reads
+    # the global step order is not lock-step: some rank takes two steps in a row
+    twice = []
+    for tag in TAGS:
+        seq = sorted((s, d["rank"]) for d in load_trace(str(recorded / f"run-{tag}"))["ranks"]
+                     for s in d["sequence"])
+        ranks = np.array([r for _, r in seq])
+        twice.append(bool(np.any(ranks[1:] == ranks[:-1])))
+    assert any(twice), twice
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("tag", TAGS)
 def test_replay_reproduces_the_mpi_trajectory(recorded, tag):
+    """The replay equals the MPI run (final state without windows and non-blocking handles,
+    and every per-step iterate); osgp and sgpjit ran with run_async(jit=True)."""
     alg, make, x0 = _cases()[tag]
     prefix = str(recorded / f"run-{tag}")
     trace = load_trace(prefix)
-    counts = [c for d in trace["ranks"] for win in d["windows"].values()
-              for _, rd in win["reads"] for _, c in rd]
-    assert max(counts) >= 2 and min(counts) == 0, counts  # stale and combined reads
     with jax.enable_x64(True):
-        tl, state, seen = _replay(prefix, alg, make(), x0, _topology(tag))
+        _, state, seen = _replay(prefix, alg, make(), x0, _topology(tag))
         for i, doc in enumerate(trace["ranks"]):
-            mine = jax.tree_util.tree_map(lambda v: v[i], state.inner)._replace(windows={})
+            mine = algorithm_state(jax.tree_util.tree_map(lambda v: v[i], state.inner))
             np.testing.assert_allclose(np.asarray(ravel_pytree(mine)[0]), doc["final"],
                                        rtol=1e-10, atol=1e-10)
             its = [v for r, v in seen if r == i]
             assert len(its) == doc["steps"] == 24
             np.testing.assert_allclose(np.array(its), np.array(doc["iterates"]),
                                        rtol=1e-10, atol=1e-10)
-    # the replay order is not lock-step: some rank takes two steps in a row
-    ranks = np.argmax(tl.active, axis=1)
-    assert np.any(ranks[1:] == ranks[:-1])
 
 
 @pytest.mark.mpi

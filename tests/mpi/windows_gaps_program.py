@@ -15,7 +15,8 @@ Checks, on every rank (each failure prints ``FAIL`` and the job exits non-zero):
    own window; rank 0's ``accumulate_nonblocking`` to it returns, ``poll`` is False and
    rank 1's slot is untouched until rank 1 unlocks; then ``wait`` completes and the value
    arrives once; the payload was copied at the call (changing ``x`` afterwards changes
-   nothing); a non-blocking put followed by a blocking one lands in issue order;
+   nothing); a non-blocking put followed by a blocking one lands in issue order; 2 MiB
+   accumulates (blocking and not) sum exactly;
 5. ``async_sgp(lr, overlap=True)`` under ``run_async`` (rank 0 3x slower): the push-sum
    weight held by the ranks plus what sits in their slots is n to 1e-12.
 """
@@ -160,6 +161,17 @@ for s, j in enumerate(o.ins):
           and np.allclose(o.buf[1 + s, 1:-1], 10.0 + j), f"issue order from {j}: {info}")
 wins.free("nb")
 wins.free("ord")
+# large payloads (2 MiB): MPI may read an origin buffer as late as Unlock, so every payload
+# must stay alive until then (a temporary freed after Accumulate crashed at 1 MiB)
+big = np.arange(1 << 18, dtype=np.float64)
+wins.create(np.zeros(big.size), "big", topo, zero_init=True)
+wins.accumulate(big * (rank + 1), "big")
+wins.wait(wins.accumulate_nonblocking(big * (rank + 1), "big"))
+comm.Barrier()
+ins = wins.windows["big"].ins
+got = wins.update("big", 0.0, {j: 1.0 for j in ins}, reset=True)
+check(np.array_equal(got, 2 * sum(j + 1 for j in ins) * big), "2 MiB accumulates: wrong sum")
+wins.free("big")
 
 # 5. SGP's overlap variant on the non-blocking ops, no lock-step
 state, wc = run_async(algorithms.async_sgp(0.05, overlap=True), prob, topo, 30, comm=wc,
