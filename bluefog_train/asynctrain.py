@@ -182,12 +182,12 @@ def _run_mpi(cfg: dict, backend, exp: dict):
 
     algorithm, every, problem = exp["algorithm"], cfg["record_every"], _compiled(exp["problem"])
     stepper = EmulatedCompute(cfg, backend.rank).wrap(algorithm)
-    log, last = [], [None]
+    kept, last = [], [None]                     # states are immutable: keep, flatten later
 
     def on_step(k, state, seconds):
         last[0] = (seconds, k + 1, state)
         if (k + 1) % every == 0:
-            log.append((seconds, k + 1, np.asarray(ravel_pytree(algorithm.params(state))[0])))
+            kept.append(last[0])
 
     comm = MpiWindowComm()
     try:
@@ -202,8 +202,8 @@ def _run_mpi(cfg: dict, backend, exp: dict):
     finally:
         comm.mpi.close()
     if last[0] is not None and last[0][1] % every:
-        seconds, k, final = last[0]
-        log.append((seconds, k, np.asarray(ravel_pytree(algorithm.params(final))[0])))
+        kept.append(last[0])                    # the final estimate is always logged
+    log = [(t, k, np.asarray(ravel_pytree(algorithm.params(s))[0])) for t, k, s in kept]
     return state, log, wall
 
 

@@ -277,9 +277,10 @@ class EmulatedCompute:
         return np.zeros((), np.int32)
 
     def wrap(self, algorithm):
-        """``algorithm`` whose step first calls this object (a host callback): the step counter
-        and every floating state leaf add its zero, so no part of the step, its exchange
-        included, can run before the emulated compute is over."""
+        """``algorithm`` whose step first calls this object. Traced (a compiled step), it is a
+        host callback whose zero the step counter and every floating state leaf add, so no
+        part of the step, its exchange included, can run before the emulated compute is
+        over; run eagerly (``run_async`` on the host), a plain call."""
         import jax
         import jax.numpy as jnp
         from jax.experimental import io_callback
@@ -287,6 +288,9 @@ class EmulatedCompute:
         from bluefog.algorithm import Algorithm
 
         def step(state, ctx):
+            if not isinstance(state.count, jax.core.Tracer):
+                self(state.count)
+                return algorithm.step(state, ctx)
             zero = io_callback(self, jax.ShapeDtypeStruct((), jnp.int32), state.count)
             state = jax.tree_util.tree_map(
                 lambda a: a + zero.astype(a.dtype)
