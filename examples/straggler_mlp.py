@@ -105,11 +105,11 @@ def main(argv=None):
     p.add_argument("--target", type=float, default=0.25, help="training loss to reach")
     p.add_argument("--no-save", action="store_true")
     args = p.parse_args(argv)
-    n, sync_steps, horizon = (16, 40, 30) if args.quick else (64, 150, 120)
+    n, sync_steps, horizon = (16, 40, 30) if args.quick else (64, 150, 160)
     base = ["--agents", str(n), "--hidden", "32", "--lr", "0.5", "--batch-size", "16",
             "--no-progress"]
     t0, load0 = time.time(), os.getloadavg()
-    result = study(base, args.seeds, sync_steps, horizon, 2, n, args.target)
+    result = study(base, args.seeds, sync_steps, horizon, 1, n, args.target)
     result.update(n=n, command_line_base=base, summary=S.summarize(result), load_before=load0,
                   load_after=os.getloadavg(), wall_seconds=time.time() - t0,
                   plot_args={"title": "MLP: ", "floor": 0.0, "ylabel": "training loss f(x̄)"})
