@@ -52,11 +52,13 @@ def _cases():
             "osgp": (algorithms.async_sgp(0.02, overlap=True),
                      lambda: least_squares(jnp.asarray(A), jnp.asarray(y)), None),
             "sgpjit": (algorithms.async_sgp(0.02),
-                       lambda: least_squares(jnp.asarray(A), jnp.asarray(y)), None)}
+                       lambda: least_squares(jnp.asarray(A), jnp.asarray(y)), None),
+            "adpsgdjit": (algorithms.ad_psgd(0.02),
+                          lambda: least_squares(jnp.asarray(A), jnp.asarray(y)), None)}
 
 
 def _topology(tag):
-    return ring_graph(N) if tag == "adpsgd" else exponential_graph(N)
+    return ring_graph(N) if "adpsgd" in tag else exponential_graph(N)
 
 
 def _replay(prefix, alg, problem, x0, topo):
@@ -76,7 +78,7 @@ def _replay(prefix, alg, problem, x0, topo):
     return tl, res.state, seen
 
 
-TAGS = ["ps", "sgp", "adpsgd", "pd", "osgp", "sgpjit"]
+TAGS = ["ps", "sgp", "adpsgd", "pd", "osgp", "sgpjit", "adpsgdjit"]
 
 
 @pytest.mark.mpi
@@ -102,7 +104,7 @@ def test_recorded_runs_are_asynchronous(recorded):
 @pytest.mark.parametrize("tag", TAGS)
 def test_replay_reproduces_the_mpi_trajectory(recorded, tag):
     """The replay equals the MPI run (final state without windows and non-blocking handles,
-    and every per-step iterate); osgp and sgpjit ran with run_async(jit=True)."""
+    and every per-step iterate); osgp, sgpjit and adpsgdjit ran with run_async(jit=True)."""
     alg, make, x0 = _cases()[tag]
     prefix = str(recorded / f"run-{tag}")
     trace = load_trace(prefix)

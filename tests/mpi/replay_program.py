@@ -12,7 +12,9 @@ exponential graph of 4, float64:
 * ``PREFIX-pd``: ``algorithms.async_push_diging(0.02)``, same problem, 24 steps;
 * ``PREFIX-osgp``: ``algorithms.async_sgp(0.02, overlap=True)`` (non-blocking sends), same
   problem, 24 steps, with ``run_async(..., jit=True)`` (window ops as host callbacks);
-* ``PREFIX-sgpjit``: ``algorithms.async_sgp(0.02)`` with ``jit=True``, same problem.
+* ``PREFIX-sgpjit``: ``algorithms.async_sgp(0.02)`` with ``jit=True``, same problem;
+* ``PREFIX-adpsgdjit``: ``algorithms.ad_psgd(0.02)`` on the ring with ``jit=True`` (traced
+  per-round weights, ``win_put``).
 
 Each writes ``PREFIX-*.rank{r}.json`` (bluefog_dist.window_trace); the parent test replays
 them in the simulator. Prints ``recorded ok`` on rank 0.
@@ -57,10 +59,12 @@ for tag, alg, prob, x0 in [("ps", algorithms.async_push_sum(), quadratic(jnp.asa
                            ("osgp", algorithms.async_sgp(0.02, overlap=True),
                             least_squares(jnp.asarray(A), jnp.asarray(y)), None),
                            ("sgpjit", algorithms.async_sgp(0.02),
+                            least_squares(jnp.asarray(A), jnp.asarray(y)), None),
+                           ("adpsgdjit", algorithms.ad_psgd(0.02),
                             least_squares(jnp.asarray(A), jnp.asarray(y)), None)]:
-    state, wcomm = run_async(alg, prob, ring_graph(n) if tag == "adpsgd" else topo, 24,
+    state, wcomm = run_async(alg, prob, ring_graph(n) if "adpsgd" in tag else topo, 24,
                              x0=x0, compute_delay=delay, comm=MpiWindowComm(wins),
-                             trace=f"{prefix}-{tag}", jit=tag in ("osgp", "sgpjit"))
+                             trace=f"{prefix}-{tag}", jit=tag in ("osgp", "sgpjit", "adpsgdjit"))
     wcomm.win_free(state.windows)
 wins.close()
 if rank == 0:

@@ -9,8 +9,8 @@ Checks, on every rank (each failure prints ``FAIL`` and the job exits non-zero):
    structure on rank 2, raises ValueError on every rank; a send whose dtype differs from
    the window's raises ValueError;
 3. ``run_async`` with a negative ``compute_delay`` on rank 2 only, a NaN, or a per-rank
-   sequence of the wrong length raises ValueError on every rank (agreed), and a valid
-   per-rank sequence runs;
+   sequence of the wrong length, or ``jit='yes'`` on one rank, raises ValueError on every
+   rank (agreed), and a valid per-rank sequence runs;
 4. non-blocking really returns before the transfer: rank 1 holds an exclusive lock on its
    own window; rank 0's ``accumulate_nonblocking`` to it returns, ``poll`` is False and
    rank 1's slot is untouched until rank 1 unlocks; then ``wait`` completes and the value
@@ -120,6 +120,9 @@ for what, delay, fragment in [("negative on rank 2", -1.0 if rank == 2 else 0.0,
                                f"one delay per rank ({n})")]:
     raises(lambda: run_async(algorithms.async_push_sum(), prob, topo, 2, compute_delay=delay,
                              comm=wc), fragment, f"compute_delay {what}")
+raises(lambda: run_async(algorithms.async_push_sum(), prob, topo, 2, comm=wc,
+                         jit="yes" if rank == 3 else False),
+       "run_async: jit must be True or False; got 'yes'", "jit='yes' on rank 3")
 state, _ = run_async(algorithms.async_push_sum(), prob, topo, 2, comm=wc, x0=jnp.asarray(X0),
                      compute_delay=[1e-3 * (r + 1) for r in range(n)])
 check(int(state.count) == 2, "a valid per-rank compute_delay sequence did not run")
