@@ -46,7 +46,7 @@ from bluefog.validation import check_positive_int
 
 from .block_plan import RoundPlan, plan_round
 from .comm import MpiComm, _mpi
-from .op_names import OpNames, named_op
+from .op_names import NamedOps, OpNames
 from .wire import pack, unpack
 
 __all__ = ["BlockComm", "BLOCK_AXIS"]
@@ -55,7 +55,7 @@ __all__ = ["BlockComm", "BLOCK_AXIS"]
 BLOCK_AXIS = "agents"
 
 
-class BlockComm(ScheduleCommunicator):
+class BlockComm(NamedOps, ScheduleCommunicator):
     """Communicator for ``agents_per_rank`` agents on each rank of an :class:`MpiComm`.
 
     Use it inside ``jax.vmap(f, axis_name=comm.axis_name)`` over this rank's block of
@@ -194,14 +194,6 @@ class BlockComm(ScheduleCommunicator):
                         b, owner, comm=self.comm))
             outs.append(value)
         return jax.tree_util.tree_unflatten(treedef, unpack(leaves, list(zip(packed, outs))))
-
-    # ---- the shared ops, their messages named for the timeline -----------------------------
-    neighbor_allreduce = named_op("neighbor_allreduce", ScheduleCommunicator.neighbor_allreduce)
-    neighbor_allgather = named_op("neighbor_allgather", ScheduleCommunicator.neighbor_allgather)
-    allreduce = named_op("allreduce", ScheduleCommunicator.allreduce)
-    allgather = named_op("allgather", ScheduleCommunicator.allgather)
-    hierarchical_neighbor_allreduce = named_op(
-        "hierarchical_neighbor_allreduce", ScheduleCommunicator.hierarchical_neighbor_allreduce)
 
     def barrier(self) -> None:
         """Block until every rank has reached this point (``MPI_Barrier``)."""

@@ -43,7 +43,7 @@ from bluefog.comm import ScheduleCommunicator, check_faults, dynamic
 from bluefog.topology.schedule import Round
 
 from .machines import LOCAL_SIZE_ENV, find_machines
-from .op_names import OpNames, named_op
+from .op_names import NamedOps, OpNames
 from .timeline import ENV_VAR as TIMELINE_ENV, Timeline, timeline_for
 from .wire import pack, unpack
 
@@ -64,7 +64,7 @@ def _mpi():
     return MPI
 
 
-class MpiComm(ScheduleCommunicator):
+class MpiComm(NamedOps, ScheduleCommunicator):
     """The Communicator protocol on MPI ranks (one agent per rank), built on mpi4jax.
 
     Construct it on **every** rank (it is collective: it clones the communicator and splits
@@ -216,14 +216,6 @@ class MpiComm(ScheduleCommunicator):
         import mpi4jax
 
         mpi4jax.barrier(comm=self._comm)
-
-    # ---- the shared ops, their messages named for the timeline -----------------------------
-    neighbor_allreduce = named_op("neighbor_allreduce", ScheduleCommunicator.neighbor_allreduce)
-    neighbor_allgather = named_op("neighbor_allgather", ScheduleCommunicator.neighbor_allgather)
-    allreduce = named_op("allreduce", ScheduleCommunicator.allreduce)
-    allgather = named_op("allgather", ScheduleCommunicator.allgather)
-    hierarchical_neighbor_allreduce = named_op(
-        "hierarchical_neighbor_allreduce", ScheduleCommunicator.hierarchical_neighbor_allreduce)
 
     @property
     def timeline(self) -> Timeline | None:

@@ -20,9 +20,11 @@ from typing import Callable
 
 import jax
 
+from bluefog.comm import ScheduleCommunicator
+
 from .xspace import SCOPE_PREFIX
 
-__all__ = ["OpNames", "named_op"]
+__all__ = ["OpNames", "named_op", "NamedOps"]
 
 
 class OpNames:
@@ -60,3 +62,17 @@ def named_op(op: str, method: Callable) -> Callable:
             return method(self, *args, **kwargs)
 
     return wrapper
+
+
+class NamedOps:
+    """Mixin (before :class:`~bluefog.comm.ScheduleCommunicator` in the bases) whose public
+    ops name their messages: :class:`~bluefog_dist.MpiComm` and
+    :class:`~bluefog_dist.block_comm.BlockComm` (each keeps its :class:`OpNames` in
+    ``self._ops``)."""
+
+    neighbor_allreduce = named_op("neighbor_allreduce", ScheduleCommunicator.neighbor_allreduce)
+    neighbor_allgather = named_op("neighbor_allgather", ScheduleCommunicator.neighbor_allgather)
+    allreduce = named_op("allreduce", ScheduleCommunicator.allreduce)
+    allgather = named_op("allgather", ScheduleCommunicator.allgather)
+    hierarchical_neighbor_allreduce = named_op(
+        "hierarchical_neighbor_allreduce", ScheduleCommunicator.hierarchical_neighbor_allreduce)
