@@ -8,11 +8,14 @@ communicator for time-varying topologies.
 
 A **problem** is a :class:`Problem`: a per-agent loss ``f_i(x) = loss(x, data_i)`` with the
 data of all agents stacked along a leading axis of size ``n``. The global objective is
-:math:`f(x) = \\frac1n \\sum_i f_i(x)`.
+:math:`f(x) = \\frac1n \\sum_i f_i(x)`. Under MPI a process may hold only its own agents'
+rows (``shard=(first_agent, n)``), so no rank loads every agent's data.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
@@ -45,14 +48,24 @@ class Problem:
     name : str
     config : dict
         Hyper-parameters that define the problem (for start-up agreement checks and logs).
+    shard : (int, int) or None
+        ``None`` (default): ``data`` holds every agent, :math:`n` = its leading axis.
+        ``(first_agent, num_agents)``: ``data``'s leading axis holds only the :math:`k`
+        agents ``first_agent .. first_agent + k - 1`` of :math:`n` = ``num_agents`` (row
+        :math:`r` is agent ``first_agent + r``), so that an MPI process keeps only the
+        agents it runs (Bluefog's one-process-per-agent model: each rank loads its own
+        data). ``size`` is then :math:`n`, :meth:`agent_data` translates the index and
+        refuses an agent not held, and :meth:`global_loss` and the simulator, which need
+        every agent, refuse the problem.
 
     Raises
     ------
     TypeError
         ``loss``/``stochastic_loss`` not callable; a loss that returns something other than a
-        floating-point array.
+        floating-point array; ``shard`` not a pair of ints.
     ValueError
-        ``data`` empty or with differing leading (agent) axes; NaN/inf in ``data`` or
+        ``data`` empty or with differing leading (agent) axes; a ``shard`` whose agents do not
+        fit in ``num_agents``; NaN/inf in ``data`` or
         ``init_params`` (the leaf, index and agent are named); ``init_params`` that do not fit
         ``loss`` and one agent's data, found by abstract evaluation
         (``jax.eval_shape(loss, init_params, data_0)``, nothing is computed); a loss that is
@@ -67,6 +80,7 @@ class Problem:
     stochastic_loss: Callable | None = None
     name: str = "problem"
     config: dict = field(default_factory=dict)
+    shard: tuple | None = None
 
     def __post_init__(self):
         if not callable(self.loss):
@@ -89,6 +103,7 @@ class Problem:
                 "Problem: every leaf of data must have the same leading (agent) axis; got leading sizes "
                 f"{sorted(sizes)}. Stack per-agent data with jnp.stack(...) or use split_dataset()."
             )
+        object.__setattr__(self, "shard", _check_shard(self.shard, sizes.pop()))
         _check_finite(self.data, "data", "Clean or impute the data (e.g. drop the rows, or "
                       "np.nan_to_num) before building the Problem.")
         _check_finite(self.init_params, "init_params", "Start from finite values, e.g. zeros.")
@@ -98,19 +113,116 @@ class Problem:
 
     @property
     def size(self) -> int:
-        """Number of agents ``n`` (the leading axis of ``data``)."""
-        return int(jnp.shape(jax.tree_util.tree_leaves(self.data)[0])[0])
+        """Number of agents :math:`n`: the leading axis of ``data``, or ``num_agents`` of
+        ``shard``."""
+        return self.shard[1] if self.shard is not None else _rows(self.data)
+
+    @property
+    def agents(self) -> range:
+        """The agents whose data this problem holds (``range(n)`` without ``shard``)."""
+        first = 0 if self.shard is None else self.shard[0]
+        return range(first, first + _rows(self.data))
+
+    @property
+    def is_partial(self) -> bool:
+        """Whether some agent's data is not held (``shard`` covers fewer than ``size``)."""
+        return len(self.agents) != self.size
+
+    def held(self) -> str:
+        """``"agents a..b of n (shard=(a, n))"``: which agents this problem holds (for
+        messages)."""
+        a = self.agents
+        return f"agents {a.start}..{a.stop - 1} of {self.size} (shard={self.shard})"
+
+    def require_all_agents(self, where: str, fix: str) -> None:
+        """Raise ``ValueError`` naming ``where`` and ``fix`` if this problem is partial (for
+        code that needs every agent's data in this process)."""
+        if self.is_partial:
+            raise ValueError(f"{where} needs every agent's data in this process; got a Problem "
+                             f"holding only {self.held()}. {fix}")
+
+    def block_data(self, first: int, count: int) -> PyTree:
+        """The data of agents ``first .. first + count - 1``, stacked (leading axis ``count``).
+
+        Raises
+        ------
+        ValueError
+            When this problem does not hold all of them (see ``shard``).
+        """
+        first, count = operator.index(first), operator.index(count)
+        held = self.agents
+        if count < 1 or first < held.start or first + count > held.stop:
+            want = f"agent {first}'s" if count == 1 else f"agents {first}..{first + count - 1}'"
+            raise ValueError(
+                f"Problem: {want} data is not held here; this Problem holds {self.held()}. Build each "
+                f"process's Problem from the rows of the agents it runs (shard=(first_agent, "
+                f"{self.size}) with those rows, e.g. problem.restrict(first, count) or "
+                "bluefog_train.datasets.load_agent_shards(..., agents=...)).")
+        lo = first - held.start
+        return jax.tree_util.tree_map(lambda leaf: leaf[lo:lo + count], self.data)
 
     def agent_data(self, agent: int) -> PyTree:
-        """Agent ``agent``'s slice of the data."""
-        return jax.tree_util.tree_map(lambda leaf: leaf[agent], self.data)
+        """Agent ``agent``'s slice of the data (row ``agent - first_agent`` of a shard).
+
+        Raises
+        ------
+        ValueError
+            For an agent whose data this problem does not hold (see ``shard``).
+        """
+        if self.shard is None:  # every agent held: plain (possibly traced) indexing
+            return jax.tree_util.tree_map(lambda leaf: leaf[agent], self.data)
+        return jax.tree_util.tree_map(lambda leaf: leaf[0], self.block_data(agent, 1))
+
+    def restrict(self, first: int, count: int = 1) -> "Problem":
+        """The same problem holding only agents ``first .. first + count - 1``
+        (``shard=(first, n)``), e.g. ``problem.restrict(rank)`` for MPI rank ``rank``."""
+        return dataclasses.replace(self, data=self.block_data(first, count),
+                                   shard=(operator.index(first), self.size))
 
     def global_loss(self, params) -> jax.Array:
-        r""":math:`f(x) = \frac1n \sum_i f_i(x)` evaluated with all agents' data (dense)."""
+        r""":math:`f(x) = \frac1n \sum_i f_i(x)` evaluated with all agents' data (dense).
+
+        Raises
+        ------
+        ValueError
+            For a partial problem (``shard`` not covering every agent).
+        """
+        self.require_all_agents(
+            "Problem.global_loss (f = 1/n sum_i f_i)",
+            "Evaluate it where every agent's data is (a Problem without shard), or reduce the "
+            "agents' own losses across processes, e.g. comm.allreduce(ctx.loss(x)).")
         return jnp.mean(jax.vmap(self.loss, in_axes=(None, 0))(params, self.data))
 
 
 # ---- construction checks of Problem (plain Python / abstract evaluation, nothing runs) ------
+
+
+def _rows(data) -> int:
+    """Leading (agent) axis of ``data``'s first leaf."""
+    return int(jnp.shape(jax.tree_util.tree_leaves(data)[0])[0])
+
+
+def _check_shard(shard, rows: int):
+    """``shard`` as a ``(first_agent, num_agents)`` tuple of ints that fits ``rows`` held."""
+    if shard is None:
+        return None
+    try:
+        first, total = (operator.index(v) for v in shard)
+        ok = not any(isinstance(v, bool) for v in shard)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise TypeError(
+            f"Problem: shard must be None or a pair of ints (first_agent, num_agents); got "
+            f"{shard!r}. Pass e.g. shard=(rank, n) for data holding the rows of agent rank "
+            "of n.")
+    if first < 0 or total < 1 or first + rows > total:
+        raise ValueError(
+            f"Problem: shard=(first_agent, num_agents) needs 0 <= first_agent and first_agent "
+            f"+ k <= num_agents, with k = {rows} the agents data holds (its leading axis); got "
+            f"shard={(first, total)}. Pass shard=(first, n) with data holding the rows of "
+            "agents first .. first + k - 1 of n.")
+    return first, total
 
 
 def _shapes(tree) -> str:
@@ -150,7 +262,8 @@ def _abstract_call(fn, args, what: str, problem) -> Any:
         raise ValueError(
             f"Problem: {call} cannot be evaluated: {type(exc).__name__}: {msg}. init_params is "
             f"{_shapes(problem.init_params)} and one agent's data is "
-            f"{_shapes(problem.agent_data(0))} (data without its leading agent axis). Make "
+            f"{_shapes(jax.tree_util.tree_map(lambda a: a[0], problem.data))} (data without "
+            "its leading agent axis). Make "
             f"init_params and data the shapes and structure {what} expects, e.g. "
             "init_params=jnp.zeros(d) for data with d features."
         ) from exc

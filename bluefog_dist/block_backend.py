@@ -1,7 +1,9 @@
 """The hybrid engine adapter: a contiguous block of agents per MPI rank, ``vmap`` inside it.
 
 :class:`BlockBackend` is :class:`bluefog.engine.Backend` for :class:`~.block_comm.BlockComm`:
-rank ``q`` loads only the data and keys of its agents ``q k .. q k + k - 1``, lifts every
+rank ``q`` loads only the data and keys of its agents ``q k .. q k + k - 1``
+(``problem.block_data``: a problem holding only those rows, ``shard=(q k, n)``, is enough; one
+that does not hold them raises on every rank, inside the start-up agreement), lifts every
 per-agent function with ``jax.vmap`` over them (axis name ``comm.axis_name``), and shares
 agreement, callback outcomes and the history with the other ranks exactly as the
 one-agent-per-rank :class:`~.mpi_backend.MpiBackend` does.
@@ -64,7 +66,9 @@ class BlockBackend(MpiBackend):
 
     def agent_inputs(self, problem, seed):
         agents = jnp.arange(self._agents.start, self._agents.stop, dtype=jnp.uint32)
-        return self._own(problem.data), jax.vmap(lambda i: agent_key(seed, i))(agents)
+        start, count = self._agents.start, self._agents.stop - self._agents.start
+        data = jax.tree_util.tree_map(jnp.asarray, problem.block_data(start, count))
+        return data, jax.vmap(lambda i: agent_key(seed, i))(agents)
 
     def initial_params(self, x0, problem):
         if x0 is None:

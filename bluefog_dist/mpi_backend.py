@@ -1,8 +1,10 @@
 """The one-agent-per-rank MPI engine adapter (:class:`bluefog.engine.Backend`).
 
-Rank ``i`` is agent ``i``; host-level agreement and callback outcomes travel by
-``allgather`` so that an error on one rank is raised on every rank, and the history is
-rank 0's copy. :class:`~bluefog_dist.block_backend.BlockBackend` (a block of agents per
+Rank ``i`` is agent ``i`` and takes its data through ``problem.agent_data(i)``, so a problem
+holding only that row (``Problem(..., shard=(i, n))``) is enough; one that does not hold it
+raises inside the start-up agreement, on every rank. Host-level agreement and callback
+outcomes travel by ``allgather`` so that an error on one rank is raised on every rank, and
+the history is rank 0's copy. :class:`~bluefog_dist.block_backend.BlockBackend` (a block of agents per
 rank) inherits the parts that do not depend on how many agents a rank holds.
 """
 

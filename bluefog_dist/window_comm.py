@@ -208,6 +208,10 @@ def run_async(algorithm, problem, topology, steps: int | None = None, *,
     ``(state, comm)``; read the windows with ``comm.mpi``, the own step count with
     ``state.count``.
 
+    Rank ``r`` takes its data through ``problem.agent_data(r)``: a problem holding only
+    that row (``Problem(..., shard=(r, n))``) is enough, and one without it raises on every
+    rank inside the agreement below.
+
     Every rank leaves a barrier before its first step (the common start). Stop rule
     (exactly one):
 
@@ -254,13 +258,14 @@ def run_async(algorithm, problem, topology, steps: int | None = None, *,
     def fields():  # checked inside agree: an error on one rank is raised on every rank
         rule.update(stop_rule(steps, duration, trace, on_step, compute_delay, comm.size, r),
                     jit=check_bool(jit, "jit", where="run_async"))
+        own["data"] = problem.agent_data(r)  # a shard without this rank's agent raises
         return {k: v for k, v in rule.items() if k != "delay"}
 
+    own: dict = {}
     agree(comm.mpi.comm, fields, what="run_async")
-    delay = rule["delay"]
+    delay, data = rule["delay"], own["data"]
     comm.recorder = None if trace is None else TraceRecorder(r, comm.size, algorithm, topology)
     comm._lock = None if trace is None else StepLock(comm.mpi.comm)
-    data = jax.tree_util.tree_map(lambda leaf: leaf[r], problem.data)
     ctx = AgentContext(comm, topology, problem, data, agent_key(seed, r))
     x = problem.init_params if x0 is None else jax.tree_util.tree_map(lambda v: v[r], x0)
     state = algorithm.init(x, ctx)

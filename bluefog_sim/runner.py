@@ -75,6 +75,10 @@ class SimBackend:
         pass  # the simulator runs problem.size agents; topology.size is checked against it
 
     def agent_inputs(self, problem, seed):
+        problem.require_all_agents(
+            "bluefog_sim.run (every agent runs in this one process)",
+            "Build the Problem from every agent's rows (shard=None, e.g. load_agent_shards "
+            "without agents=), or run the shards under MPI with bluefog_dist.run.")
         inputs = problem.data, agent_keys(seed, self.size)
         return inputs if self.sharding is None else jax.device_put(inputs, self.sharding)
 
@@ -123,7 +127,8 @@ def run(algorithm: Algorithm, problem: Problem, topology, steps: int, *, seed: i
     ----------
     algorithm : Algorithm
     problem : Problem
-        ``problem.size`` agents; agent ``i`` sees ``problem.agent_data(i)``.
+        ``problem.size`` agents; agent ``i`` sees ``problem.agent_data(i)``. It must hold
+        every agent's data (a partial ``Problem(..., shard=...)`` raises ``ValueError``).
     topology : Topology or DynamicTopology
         Of size ``problem.size``.
     steps : int

@@ -18,10 +18,12 @@ ops; its local step is the minibatch gradient of the classification problem
   (passive target, no rank waits for another) until ``--duration`` seconds after a common
   start; rank :math:`i` sleeps :math:`c_i(k)` before its step :math:`k`
   (:class:`bluefog_train.stragglers.EmulatedCompute`). Each rank logs its estimate every
-  ``--record-every`` own steps (and its last); rank 0 rebuilds, at every logged time, the
-  newest estimate of every rank and evaluates the same metric function on them
-  (``history``: ``wall_seconds``, ``step`` = own steps of all ranks together,
-  ``mean_agent_steps``). The CSV of the records is written at the end.
+  ``--record-every`` own steps (and its last); the ranks exchange the times of their
+  entries, and at every logged time each rank takes its own newest estimate and evaluates
+  the same metric function on it with the MPI communicator and its own data (each rank
+  holds only its agent's training rows), so every rank records the metrics of the newest
+  estimates of all ranks (``history``: ``wall_seconds``, ``step`` = own steps of all ranks
+  together, ``mean_agent_steps``). The CSV of the records is written at the end.
 
 Both add ``"async"`` to the results: the method, every agent's own step count, and the
 clock's parameters.
@@ -39,7 +41,7 @@ from .stopping import TrainingDiverged
 from .stragglers import EmulatedCompute, async_timeline, horizon_of, model_of
 from .streaming import streaming
 
-__all__ = ["train_async", "newest_estimates"]
+__all__ = ["train_async", "newest_positions"]
 
 
 def _record_every(cfg: dict, events: int) -> int:
@@ -107,55 +109,62 @@ def _finish(out: dict, cfg: dict, exp: dict, own_steps: list, steps: int, info: 
     return out
 
 
-def newest_estimates(logs: list, x0: np.ndarray):
-    r"""Merge per-rank logs ``logs[i] = [(seconds, own steps, flat estimate), ...]`` into
-    the timeline of the newest estimate of every rank.
+def newest_positions(stamps: list):
+    r"""Merge per-rank log stamps ``stamps[i] = [(seconds, own steps), ...]`` (rank ``i``'s
+    log, in order) into the timeline of the newest entry of every rank.
 
-    Yields ``(seconds, own steps per rank (n,), estimates (n, d))`` at time 0 (every rank
-    at ``x0``) and after every logged entry in time order (ties by rank): at time
-    :math:`t`, rank :math:`i`'s estimate is its last one logged at or before :math:`t`.
+    Yields ``(seconds, own steps per rank (n,), positions (n,))`` at time 0 (every rank at
+    its start, position ``-1``) and after every logged entry in time order (ties by rank):
+    at time :math:`t`, ``positions[i]`` is the index in rank :math:`i`'s log of its last
+    entry logged at or before :math:`t` (``-1``: none yet, the common initial model).
     """
-    n = len(logs)
-    current, steps = np.tile(np.asarray(x0), (n, 1)), np.zeros(n, np.int64)
-    yield 0.0, steps.copy(), current.copy()
-    for t, i, k, z in sorted((t, i, k, z) for i, log in enumerate(logs) for t, k, z in log):
-        current[i], steps[i] = z, k
-        yield t, steps.copy(), current.copy()
+    n = len(stamps)
+    positions, steps = np.full(n, -1, np.int64), np.zeros(n, np.int64)
+    yield 0.0, steps.copy(), positions.copy()
+    for t, i, j, k in sorted((t, i, j, k) for i, log in enumerate(stamps)
+                             for j, (t, k) in enumerate(log)):
+        positions[i], steps[i] = j, k
+        yield t, steps.copy(), positions.copy()
 
 
-def _metric_function(exp: dict, unravel, dtype):
-    """``stacked flat estimates (n, d) -> {metric: float}`` with the run's own metric
-    function, evaluated for all agents at once with the simulator's communicator."""
+def _evaluate(exp: dict, comm, unravel, X: np.ndarray) -> dict:
+    """The run's metric function at each of this rank's estimates ``X`` ``(T, d)``, evaluated
+    by every rank on its own agent's data with the MPI communicator ``comm`` (one compiled
+    ``lax.map``, collectives inside): ``{metric: (T,) array}``, the same on every rank."""
+    import jax
     import jax.numpy as jnp
 
-    import bluefog_sim
     from bluefog.algorithm import AgentContext
+    from bluefog.engine import agent_key
 
     problem, topology, metrics = exp["problem"], exp["topology"], exp["metrics"]
-    n = problem.size
+    r = comm.rank()
 
-    def one(comm, flat, data, key):
-        return metrics(unravel(flat), AgentContext(comm, topology, problem, data, key))
+    def evaluate(X, data, key):
+        ctx = AgentContext(comm, topology, problem, data, key)
+        return jax.lax.map(lambda x: metrics(unravel(x), ctx), X)
 
-    mapped = bluefog_sim.spmd(one, n)
-    keys = bluefog_sim.agent_keys(0, n)
-    return lambda X: {k: float(v[0]) for k, v in
-                      mapped(jnp.asarray(X, dtype), problem.data, keys).items()}
+    out = jax.jit(evaluate)(jnp.asarray(X), problem.agent_data(r), agent_key(0, r))
+    return {k: np.asarray(v, np.float64) for k, v in out.items()}
 
 
-def _history(exp: dict, logs: list) -> dict:
-    """The history of an MPI ``--async`` run on rank 0 (see :func:`newest_estimates`)."""
+def _history(exp: dict, comm, stamps: list, log: list) -> dict:
+    """The history of an MPI ``--async`` run (see :func:`newest_positions`), a collective:
+    at every logged time each rank scores its own newest estimate on its own data, so no
+    rank needs another agent's data."""
     from jax.flatten_util import ravel_pytree
 
     x0, unravel = ravel_pytree(exp["problem"].init_params)
-    evaluate = _metric_function(exp, unravel, x0.dtype)
+    own = np.stack([np.asarray(x0)] + [np.asarray(z, np.asarray(x0).dtype) for _, _, z in log])
     history: dict = {"step": [], "wall_seconds": [], "mean_agent_steps": []}
-    for t, steps, X in newest_estimates(logs, np.asarray(x0)):
+    rows = []
+    for t, steps, positions in newest_positions(stamps):
         history["step"].append(int(steps.sum()))
         history["wall_seconds"].append(float(t))
         history["mean_agent_steps"].append(float(steps.mean()))
-        for k, v in evaluate(X).items():
-            history.setdefault(k, []).append(v)
+        rows.append(positions[comm.rank()] + 1)  # row 0 of own: the initial model
+    for k, v in _evaluate(exp, comm, unravel, own[np.asarray(rows)]).items():
+        history[k] = v.tolist()
     return history
 
 
@@ -213,12 +222,12 @@ def _train_mpi(cfg: dict, backend, exp: dict):
 
     with streaming(cfg, exp, backend, 0) as meta:
         state, log, wall = _run_mpi(cfg, backend, exp)
-        logs = backend.mpi.gather(log, root=0)
+        stamps = backend.allgather([(t, k) for t, k, _ in log])
         owns = backend.allgather(int(state.count))
         finals = backend.stacked(exp["algorithm"].params(state))  # every rank takes part
+        history = _history(exp, backend.comm, stamps, log)        # every rank takes part
         if backend.rank != 0:
             return None
-        history = _history(exp, logs)
         notify_records(history["step"], {k: v for k, v in history.items() if k != "step"})
     if not cfg["allow_nonfinite"] and not np.all(np.isfinite(history["loss"])):
         bad = int(np.flatnonzero(~np.isfinite(history["loss"]))[0])

@@ -30,7 +30,9 @@ without a known checksum; ``"strict"`` raises ``ValueError``; ``"off"`` skips ha
 Shards: :func:`load_agent_shards` splits the training set across ``n`` agents with
 :func:`algorithms.problems.split_dataset` and returns only the requested agents' rows (under
 MPI: ``agents=[rank]``), reading all labels (the split needs them) but keeping only those
-images; uncompressed IDX files are memory-mapped, so only those rows are read from disk.
+images; uncompressed IDX files are memory-mapped, so only those rows are read from disk, and
+``.gz`` files and CIFAR-10 batches are read in blocks of a few MiB, keeping only those rows.
+:func:`agent_labels` gives every agent's labels without their images.
 
 References: Y. LeCun, C. Cortes, C. Burges, "The MNIST database" (1998); H. Xiao, K. Rasul,
 R. Vollgraf, "Fashion-MNIST", arXiv:1708.07747 (2017); A. Krizhevsky, "Learning multiple
@@ -48,7 +50,7 @@ import numpy as np
 
 from algorithms.problems import split_dataset
 
-__all__ = ["DATASETS", "MD5", "read_idx", "load_dataset", "load_agent_shards"]
+__all__ = ["DATASETS", "MD5", "read_idx", "load_dataset", "load_agent_shards", "agent_labels"]
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 _IDX = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -59,6 +61,9 @@ _SOURCES = {"mnist": "http://yann.lecun.com/exdb/mnist/ (or the mirror "
             "fashion_mnist": "https://github.com/zalandoresearch/fashion-mnist (data/fashion)",
             "cifar10": "https://www.cs.toronto.edu/~kriz/cifar.html ('CIFAR-10 binary "
                        "version', cifar-10-binary.tar.gz; extract it into the directory)"}
+
+#: Bytes decompressed (``.gz``) or read (CIFAR-10) per block when only some rows are kept.
+BLOCK_BYTES = 4 << 20
 
 #: MD5 of the official files (data set -> file name -> hex digest).
 MD5 = {
@@ -81,8 +86,10 @@ def read_idx(path, rows=None) -> np.ndarray:
     ----------
     path : path-like
     rows : array of int, optional
-        Indices along the first axis to keep (a raw file is memory-mapped, so only these
-        rows are read).
+        Indices along the first axis to keep. A raw file is memory-mapped, so only these
+        rows are read; a ``.gz`` file is decompressed in blocks of about :data:`BLOCK_BYTES`,
+        keeping only these rows, so memory holds one block plus the result, never the whole
+        file.
     """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
@@ -96,12 +103,37 @@ def read_idx(path, rows=None) -> np.ndarray:
         if path.suffix != ".gz":
             data = np.memmap(path, np.uint8, "r", offset=offset, shape=shape)
             return np.array(data if rows is None else data[np.asarray(rows)])
+        if rows is not None:
+            return _gz_rows(fh, path, shape, np.asarray(rows, np.int64))
         data = np.frombuffer(fh.read(), np.uint8)
     if data.size != int(np.prod(shape)):
         raise ValueError(f"{path}: header says shape {shape} but the file holds {data.size} "
                          "values (truncated or corrupt; fetch it again).")
-    data = data.reshape(shape)
-    return data.copy() if rows is None else data[np.asarray(rows)]
+    return data.reshape(shape).copy()
+
+
+def _gz_rows(fh, path: Path, shape: tuple, rows: np.ndarray) -> np.ndarray:
+    """``rows`` of an IDX body of ``shape`` read block by block from the open ``fh``."""
+    if rows.size and (rows.min() < 0 or rows.max() >= shape[0]):
+        raise IndexError(f"{path}: rows must lie in [0, {shape[0]}); got "
+                         f"[{rows.min()}, {rows.max()}].")
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64))
+    out = np.empty((rows.size,) + shape[1:], np.uint8)
+    block = max(1, BLOCK_BYTES // max(row_bytes, 1))
+    for start in range(0, shape[0], block):
+        count = min(block, shape[0] - start)
+        raw = fh.read(count * row_bytes)
+        if len(raw) != count * row_bytes:
+            raise ValueError(f"{path}: header says shape {shape} but the file ends after "
+                             f"{start * row_bytes + len(raw)} values (truncated or corrupt; "
+                             "fetch it again).")
+        hit = (rows >= start) & (rows < start + count)
+        if hit.any():
+            out[hit] = np.frombuffer(raw, np.uint8).reshape((count,) + shape[1:])[rows[hit] - start]
+    if fh.read(1):
+        raise ValueError(f"{path}: the file holds more values than its header's shape {shape} "
+                         "(corrupt; fetch it again).")
+    return out
 
 
 def _md5(path: Path) -> str:
@@ -143,17 +175,36 @@ def _find(data_dir: Path, name: str, stems) -> list[Path]:
     return found
 
 
-def _cifar(paths, verify) -> tuple[np.ndarray, np.ndarray]:
-    del verify  # the per-batch files have no published checksum (the tarball has)
-    raw = []
+def _cifar(paths, rows=None, labels_only: bool = False):
+    """``(pixels, labels)`` of the CIFAR-10 binary batches ``paths`` (concatenated), keeping
+    only ``rows`` if given; read in blocks of about :data:`BLOCK_BYTES`, so memory holds one
+    block plus the result. ``labels_only``: pixels is ``None``."""
+    rows = None if rows is None else np.asarray(rows, np.int64)
+    labels, pixels, start = [], [], 0
     for p in paths:
-        b = np.fromfile(p, np.uint8)
-        if b.size % 3073:
-            raise ValueError(f"{p}: {b.size} bytes is not a whole number of 3073-byte CIFAR-10 "
+        size = p.stat().st_size
+        if size % 3073:
+            raise ValueError(f"{p}: {size} bytes is not a whole number of 3073-byte CIFAR-10 "
                              "records (truncated or corrupt; fetch it again).")
-        raw.append(b.reshape(-1, 3073))
-    raw = np.concatenate(raw)
-    return raw[:, 1:], raw[:, 0].astype(np.int32)
+        with open(p, "rb") as fh:
+            records = max(1, BLOCK_BYTES // 3073)
+            for _ in range(0, size // 3073, records):
+                block = np.frombuffer(fh.read(records * 3073), np.uint8).reshape(-1, 3073)
+                labels.append(block[:, 0].astype(np.int32))
+                if not labels_only:
+                    keep = (slice(None) if rows is None else
+                            np.unique(rows[(rows >= start) & (rows < start + len(block))]) - start)
+                    pixels.append((start + np.arange(len(block))[keep], block[keep, 1:].copy()))
+                start += len(block)
+    y = np.concatenate(labels)
+    if labels_only:
+        return None, y
+    index = np.concatenate([i for i, _ in pixels])
+    X = np.concatenate([x for _, x in pixels])
+    if rows is None:
+        return X, y
+    y = y[rows]  # IndexError for a row outside the batches
+    return X[np.searchsorted(index, rows)], y
 
 
 def load_dataset(name: str, data_dir, part: str = "train", *, verify: str = "warn", rows=None):
@@ -169,17 +220,37 @@ def load_dataset(name: str, data_dir, part: str = "train", *, verify: str = "war
     if not data_dir.is_dir():
         raise FileNotFoundError(f"{name}: data directory {str(data_dir)!r} does not exist. "
                                 f"Download the files from {_SOURCES[name]} into it.")
-    if name == "cifar10":
-        X, y = _cifar(_find(data_dir, name, _CIFAR[part]), verify)
-        if rows is not None:
-            X, y = X[np.asarray(rows)], y[np.asarray(rows)]
+    if name == "cifar10":  # the per-batch files have no published checksum (the tarball has)
+        X, y = _cifar(_find(data_dir, name, _CIFAR[part]), rows)
     else:
         images, labels = _find(data_dir, name, _IDX[part])
         _verify(name, [images, labels], verify)
         y = read_idx(labels).astype(np.int32)
         X = read_idx(images, rows).reshape(len(y) if rows is None else len(rows), -1)
         y = y if rows is None else y[np.asarray(rows)]
-    return (X.astype(np.float32) / 255.0), y
+    X = X.astype(np.float32)
+    X /= 255.0  # in place: one float32 copy of the kept rows
+    return X, y
+
+
+def _split_indices(name: str, data_dir, n: int, method: str, alpha: float, seed: int):
+    """``(index shards (n, m), label shards (n, m))`` of the training set split across
+    ``n`` agents; reads only the labels."""
+    data_dir = Path(data_dir)
+    if name == "cifar10":
+        _, y = _cifar(_find(data_dir, name, _CIFAR["train"]), labels_only=True)
+    else:
+        y = read_idx(_find(data_dir, name, _IDX["train"])[1]).astype(np.int32)
+    idx_shards, y_shards = split_dataset(np.arange(len(y)), y, n, method, alpha=alpha, seed=seed)
+    return np.asarray(idx_shards), np.asarray(y_shards)
+
+
+def agent_labels(name: str, data_dir, n: int, *, method: str = "iid", alpha: float = 0.5,
+                 seed: int = 0) -> np.ndarray:
+    """The labels of every agent's training shard, shape ``(n, m)``, equal to the ``y`` of
+    :func:`load_agent_shards` with all agents; reads only the label file(s) (under MPI every
+    rank can report every agent's label histogram without loading their images)."""
+    return _split_indices(name, data_dir, n, method, alpha, seed)[1]
 
 
 def load_agent_shards(name: str, data_dir, n: int, agents=None, *, method: str = "iid",
@@ -187,15 +258,10 @@ def load_agent_shards(name: str, data_dir, n: int, agents=None, *, method: str =
     """The training shards of ``agents`` (default all) when the training set is split
     across ``n`` agents by :func:`algorithms.problems.split_dataset`; shapes
     ``(len(agents), m, d)`` and ``(len(agents), m)``, row ``k`` equal to row ``agents[k]``
-    of the full split. Only the labels are read in full."""
-    if name == "cifar10":
-        _, y = load_dataset(name, data_dir, "train", verify=verify)
-    else:
-        labels = _find(Path(data_dir), name, _IDX["train"])[1]
-        y = read_idx(labels).astype(np.int32)
-    index = np.arange(len(y))
-    idx_shards, _ = split_dataset(index, y, n, method, alpha=alpha, seed=seed)
+    of the full split. Only the labels are read in full; of the images only the agents'
+    rows are kept in memory (``bluefog-train --backend mpi`` passes ``agents=[rank]``)."""
+    idx_shards, _ = _split_indices(name, data_dir, n, method, alpha, seed)
     agents = list(range(n)) if agents is None else [int(a) for a in agents]
-    take = np.asarray(idx_shards)[agents]
+    take = idx_shards[agents]
     X, ys = load_dataset(name, data_dir, "train", verify=verify, rows=take.reshape(-1))
     return X.reshape(take.shape + (-1,)), ys.reshape(take.shape)

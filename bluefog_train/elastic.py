@@ -52,7 +52,8 @@ def _agents(tree, what: str) -> int:
     return sizes.pop()
 
 
-def reshard_state(old_state, algorithm, problem, topology, *, local_size: int = 1, seed: int = 0):
+def reshard_state(old_state, algorithm, problem, topology, *, local_size: int = 1, seed: int = 0,
+                  comm=None):
     r"""The stacked state of ``problem.size`` agents continuing from ``old_state`` of ``n`` agents.
 
     With :math:`x_i` the parameters of old agent :math:`i`
@@ -83,23 +84,28 @@ def reshard_state(old_state, algorithm, problem, topology, *, local_size: int = 
         Agents per machine (hierarchical communication), as in the run.
     seed : int
         The run's seed (the new agents' PRNG keys).
+    comm : bluefog_dist.MpiComm, optional
+        Under MPI (one agent per rank): the run's communicator. Agent ``comm.rank()`` alone
+        is initialised, with this communicator and its own data (``problem`` may hold only
+        that agent's rows, ``Problem.shard``); every rank must call this together (as the
+        run does), in case ``init`` communicates. Without it, every agent is initialised in
+        this process under :func:`bluefog_sim.spmd`, so ``problem`` must hold every agent.
 
     Returns
     -------
     pytree
         The stacked ``(m, ...)`` state, NumPy leaves, with the structure, shapes and dtypes
-        of ``algorithm.init``'s.
+        of ``algorithm.init``'s; with ``comm``, agent ``comm.rank()``'s state (unstacked).
 
     Raises
     ------
     ValueError
         ``old_state`` is not stacked, or its per-agent structure or shapes differ from what
         ``algorithm.init`` gives (a checkpoint of another model or optimizer); the topology's
-        size differs from the problem's.
+        size differs from the problem's; ``problem`` lacks the data of an agent to initialise.
     """
     import jax
 
-    import bluefog_sim
     from bluefog.algorithm import AgentContext
 
     _agents(old_state, "old_state")
@@ -124,8 +130,7 @@ def reshard_state(old_state, algorithm, problem, topology, *, local_size: int = 
     def init(comm, data, key):
         return algorithm.init(mean, AgentContext(comm, topology, problem, data, key))
 
-    fresh = bluefog_sim.spmd(init, m, local_size=local_size)(
-        problem.data, bluefog_sim.agent_keys(seed, m))
+    fresh = _fresh(init, problem, m, local_size, seed, comm)
     old_leaves, old_def = jax.tree_util.tree_flatten(old_state)
     new_leaves, new_def = jax.tree_util.tree_flatten(fresh)
     same = old_def == new_def and all(
@@ -141,5 +146,25 @@ def reshard_state(old_state, algorithm, problem, topology, *, local_size: int = 
         old, new = np.asarray(old), np.asarray(new)
         if np.issubdtype(old.dtype, np.integer) and (old == old[:1]).all():
             new = np.broadcast_to(old[:1], new.shape).copy()
-        out.append(new)
+        out.append(new if comm is None else new[0])
     return jax.tree_util.tree_unflatten(new_def, out)
+
+
+def _fresh(init, problem, m: int, local_size: int, seed: int, comm):
+    """``init(comm, data_j, key_j)`` of the new agents, stacked: all ``m`` in this process
+    (:func:`bluefog_sim.spmd`), or with ``comm`` agent ``comm.rank()`` alone, shape
+    ``(1, ...)``, under MPI."""
+    import jax
+
+    import bluefog_sim
+    from bluefog.engine import agent_key
+
+    if comm is None:
+        problem.require_all_agents(
+            "reshard_state (every new agent is initialised in this process)",
+            "Pass comm= (the run's MPI communicator) to initialise this rank's agent only.")
+        return bluefog_sim.spmd(init, m, local_size=local_size)(
+            problem.data, bluefog_sim.agent_keys(seed, m))
+    r = comm.rank()
+    state = jax.jit(lambda d, k: init(comm, d, k))(problem.agent_data(r), agent_key(seed, r))
+    return jax.tree_util.tree_map(lambda a: np.asarray(a)[None], state)

@@ -11,6 +11,7 @@ builds all of it from the CLI's configuration dict; nothing here runs a step.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -224,19 +225,28 @@ def classification_metrics(model, X_test, y_test, n: int, *, agent_accuracy: boo
     return metrics
 
 
-def make_experiment(cfg: dict) -> dict:
+def make_experiment(cfg: dict, agents: range | None = None) -> dict:
     """Everything a run needs, from a configuration dict (the CLI's parsed arguments).
 
     Returns a dict with ``problem``, ``topology``, ``algorithm``, ``metrics``, ``model``,
     ``bytes_per_step`` (bytes sent per agent per step,
     :func:`algorithms.optim.communication_bytes_per_step`) and ``label_histogram`` (per-agent label counts).
+
+    ``agents``: a contiguous ``range`` of the agents this process runs (``None``: all, the
+    simulator). The problem then holds only their training rows (``Problem.shard``): the
+    files of ``--data mnist|fashion_mnist|cifar10`` are read for those rows only
+    (:func:`bluefog_train.datasets.load_agent_shards` with ``agents=``); digits and
+    synthetic data are generated and split in-process as before and only those rows kept.
+    Every agent's labels stay known, so the label histogram covers all agents, and every
+    process keeps the whole test set (the metrics score the averaged model on it).
     """
     from .data import load_digits, partition, synthetic_classification
     from .datasets import DATASETS
 
     n = cfg["agents"]
+    agents = _check_agents(agents, n)
     if cfg["data"] in DATASETS:
-        return _files_experiment(cfg, n)
+        return _files_experiment(cfg, n, agents)
     if cfg["data"] == "digits":
         X_tr, y_tr, X_te, y_te = load_digits(seed=cfg["seed"])
     else:
@@ -244,12 +254,25 @@ def make_experiment(cfg: dict) -> dict:
         cut = int(0.8 * len(y))
         X_tr, y_tr, X_te, y_te = X[:cut], y[:cut], X[cut:], y[cut:]
     Xs, ys = partition(X_tr, y_tr, n, cfg["split"], alpha=cfg["alpha"], seed=cfg["seed"])
-    return _assemble(cfg, n, Xs, ys, X_te, y_te)
+    own = slice(agents.start, agents.stop)
+    return _assemble(cfg, n, agents, np.asarray(Xs)[own], np.asarray(ys), X_te, y_te)
 
 
-def _files_experiment(cfg: dict, n: int) -> dict:
+def _check_agents(agents, n: int) -> range:
+    """``agents`` as a non-empty contiguous ``range`` inside ``range(n)`` (default all)."""
+    if agents is None:
+        return range(n)
+    if not isinstance(agents, range) or agents.step != 1 or not len(agents) \
+            or agents.start < 0 or agents.stop > n:
+        raise ValueError(f"make_experiment: agents must be None or a non-empty range(first, "
+                         f"last + 1) inside range({n}) (the agents this process runs); got "
+                         f"{agents!r}. Pass e.g. agents=range(rank, rank + 1).")
+    return agents
+
+
+def _files_experiment(cfg: dict, n: int, agents: range) -> dict:
     """MNIST / Fashion-MNIST / CIFAR-10 from ``--data-dir`` (:mod:`bluefog_train.datasets`)."""
-    from .datasets import load_agent_shards, load_dataset
+    from .datasets import agent_labels, load_agent_shards, load_dataset
 
     if not cfg.get("data_dir"):
         raise ValueError(f"--data {cfg['data']} needs --data-dir DIR, the directory of its "
@@ -258,14 +281,17 @@ def _files_experiment(cfg: dict, n: int) -> dict:
         raise ValueError(f"--model {cfg['model']} is the 8x8 digits CNN; use --model mlp with "
                          f"--data {cfg['data']}.")
     verify = cfg.get("data_verify") or "warn"
-    Xs, ys = load_agent_shards(cfg["data"], cfg["data_dir"], n, method=cfg["split"],
-                               alpha=cfg["alpha"], seed=cfg["seed"], verify=verify)
+    split = dict(method=cfg["split"], alpha=cfg["alpha"], seed=cfg["seed"])
+    Xs, ys = load_agent_shards(cfg["data"], cfg["data_dir"], n, list(agents), verify=verify,
+                               **split)
+    labels = ys if len(agents) == n else agent_labels(cfg["data"], cfg["data_dir"], n, **split)
     X_te, y_te = load_dataset(cfg["data"], cfg["data_dir"], "test", verify="off")
-    return _assemble(cfg, n, Xs, ys, X_te, y_te)
+    return _assemble(cfg, n, agents, Xs, labels, X_te, y_te)
 
 
-def _assemble(cfg: dict, n: int, Xs, ys, X_te, y_te) -> dict:
-    """The experiment dict of :func:`make_experiment` from the agents' shards and a test set."""
+def _assemble(cfg: dict, n: int, agents: range, Xs, labels, X_te, y_te) -> dict:
+    """The experiment dict of :func:`make_experiment` from the held agents' shards ``Xs``
+    (their rows of the split), every agent's labels ``labels`` ``(n, m)`` and a test set."""
     from .data import label_histogram
     from .models import MODELS, classification_problem
     from algorithms.optim import communication_bytes_per_step
@@ -274,8 +300,11 @@ def _assemble(cfg: dict, n: int, Xs, ys, X_te, y_te) -> dict:
         model = MODELS["mlp"](hidden=tuple(cfg["hidden"]), input_dim=int(Xs.shape[-1]))
     else:
         model = MODELS["cnn"]()
-    problem = classification_problem(model, Xs, ys, batch_size=cfg["batch_size"], seed=cfg["seed"],
+    own = np.asarray(labels)[agents.start:agents.stop]
+    problem = classification_problem(model, Xs, own, batch_size=cfg["batch_size"], seed=cfg["seed"],
                                      l2=cfg["l2"], name=f"{cfg['model']}-{cfg['data']}-{cfg['split']}")
+    if len(agents) != n:  # only the held agents' rows (Problem.shard)
+        problem = dataclasses.replace(problem, shard=(agents.start, n))
     topology = make_topology(cfg["topology"], n, seed=cfg["seed"])
     L = cfg["local_size"]
     machine = None
@@ -293,4 +322,4 @@ def _assemble(cfg: dict, n: int, Xs, ys, X_te, y_te) -> dict:
     metrics = classification_metrics(model, X_te, y_te, n, agent_accuracy=cfg["track_agents"])
     return {"problem": problem, "topology": topology, "algorithm": algorithm, "metrics": metrics,
             "model": model, "bytes_per_step": bytes_per_step, "test": (X_te, y_te),
-            "label_histogram": label_histogram(ys, 10).tolist()}
+            "label_histogram": label_histogram(np.asarray(labels), 10).tolist()}

@@ -42,7 +42,9 @@ def state_template(algorithm, problem, topology, n: int, local_size: int = 1):
     """Shapes and dtypes (``jax.ShapeDtypeStruct``) of the stacked ``(n, ...)`` state of a run.
 
     Traced, not computed: ``algorithm.init`` of every agent under :func:`bluefog_sim.spmd`
-    inside :func:`jax.eval_shape`, so nothing is allocated or compiled.
+    inside :func:`jax.eval_shape`, so nothing is allocated or compiled; only the per-agent
+    shapes of ``problem.data`` are used, so a problem holding only this rank's rows
+    (``Problem.shard``) gives the same template.
     """
     import jax
 
@@ -53,7 +55,9 @@ def state_template(algorithm, problem, topology, n: int, local_size: int = 1):
         return algorithm.init(problem.init_params, AgentContext(comm, topology, problem, data, key))
 
     spmd = bluefog_sim.spmd(init, n, local_size=local_size, jit=False)
-    return jax.eval_shape(spmd, problem.data, bluefog_sim.agent_keys(0, n))
+    data = jax.tree_util.tree_map(  # n agents' shapes: a partial problem holds fewer rows
+        lambda a: jax.ShapeDtypeStruct((n,) + tuple(np.shape(a)[1:]), a.dtype), problem.data)
+    return jax.eval_shape(spmd, data, bluefog_sim.agent_keys(0, n))
 
 
 def _all_finite(tree) -> bool:
@@ -149,18 +153,20 @@ def _skipped_ahead(backend, skipped, start: int, steps: int) -> list:
 def _reshard(cfg, backend, exp, old_state, old_agents: int):
     """``--elastic``: the checkpoint's ``old_agents`` states (stacked, on every process)
     redistributed onto this run's agents (:func:`bluefog_train.elastic.reshard_state`);
-    this rank's row under MPI. Every rank computes the same numbers in one process."""
+    under MPI each rank initialises only its own agent, on its own data, with the run's
+    communicator (it holds no other agent's data)."""
     from .elastic import reshard_state
 
     state = reshard_state(old_state, exp["algorithm"], exp["problem"], exp["topology"],
-                          local_size=cfg["local_size"], seed=cfg["seed"])
+                          local_size=cfg["local_size"], seed=cfg["seed"],
+                          comm=backend.comm if backend.name == "mpi" else None)
     if backend.rank == 0:
         print(f"--elastic: the checkpoint holds {old_agents} agents, this run has "
               f"{cfg['agents']}: every agent starts from their average parameters, the "
               "optimizer state re-initialised there (step counters kept); the data is split "
               f"over {cfg['agents']} agents and the {cfg['topology']} topology rebuilt for them.",
               flush=True)
-    return store.row(state, backend.rank) if backend.name == "mpi" else state
+    return state
 
 
 def _world_allgather():
@@ -315,7 +321,9 @@ def train(cfg: dict, *, progress: bool | None = None) -> dict | None:
             f"--agents must equal the MPI world size under --backend mpi; got agents="
             f"{cfg['agents']}, world size={backend.size}. Launch with bfrun -np {cfg['agents']} "
             f"or pass --agents {backend.size}.")
-    exp = make_experiment(cfg)
+    # under MPI this rank holds only its own agent's training rows (Problem.shard)
+    exp = make_experiment(cfg) if backend.name != "mpi" else make_experiment(
+        cfg, agents=range(backend.rank, backend.rank + 1))
     if cfg["async_method"]:  # no checkpoints (refused by the configuration check)
         from .asynctrain import train_async
 

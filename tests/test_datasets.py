@@ -111,3 +111,55 @@ def test_bluefog_train_on_mnist_files(tmp_path, capsys):
     assert r["config"]["data"] == "mnist" and len(r["per_agent_test_accuracy"]) == 4
     assert main(["--dataset", "mnist", "--data-dir", str(tmp_path / "none"), "--steps", "10"]) == 2
     assert "yann.lecun.com/exdb/mnist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_rows_read_block_by_block_equal_numpy_indexing(tmp_path, gz, monkeypatch):
+    """Blocks of 7 images (the ``.gz`` path keeps only the asked rows of each block); rows
+    unsorted, repeated and spanning every block."""
+    from bluefog_train import datasets
+
+    monkeypatch.setattr(datasets, "BLOCK_BYTES", 7 * 784)
+    arrays = write_mnist(tmp_path, gz=gz)
+    rows = np.array([199, 0, 6, 7, 7, 150, 13, 14, 3])
+    X, y = load_dataset("mnist", tmp_path, "train", verify="off", rows=rows)
+    np.testing.assert_array_equal(X, arrays["train"][0][rows].reshape(-1, 784) / np.float32(255))
+    np.testing.assert_array_equal(y, arrays["train"][1][rows])
+
+
+def test_truncated_or_overlong_gz_is_refused_when_reading_rows(tmp_path):
+    write_mnist(tmp_path, gz=True)
+    name = tmp_path / "train-images-idx3-ubyte.gz"
+    body = gzip.decompress(name.read_bytes())
+    name.write_bytes(gzip.compress(body[:-10]))
+    with pytest.raises(ValueError, match="header says shape .200, 28, 28. but the file ends after "
+                                         "156790 values .truncated or corrupt"):
+        read_idx(name, [0, 1])
+    name.write_bytes(gzip.compress(body + b"\0"))
+    with pytest.raises(ValueError, match="holds more values than its header's shape"):
+        read_idx(name, [0, 1])
+
+
+def test_cifar10_rows_and_labels_read_block_by_block(tmp_path, monkeypatch):
+    from bluefog_train import datasets
+    from bluefog_train.datasets import agent_labels
+
+    monkeypatch.setattr(datasets, "BLOCK_BYTES", 3 * 3073)
+    recs = []
+    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        r = RNG.integers(0, 256, (8, 3073), dtype=np.uint8)
+        r[:, 0] %= 10
+        recs.append(r)
+        (tmp_path / name).write_bytes(r.tobytes())
+    train = np.concatenate(recs[:5])
+    rows = np.array([39, 2, 2, 8, 17, 0])
+    X, y = load_dataset("cifar10", tmp_path, "train", rows=rows)
+    np.testing.assert_array_equal(X, train[rows, 1:] / np.float32(255))
+    np.testing.assert_array_equal(y, train[rows, 0])
+    Xs, ys = split_dataset(train[:, 1:] / np.float32(255), train[:, 0].astype(np.int32), 4,
+                           "label_sorted", seed=1)
+    X1, y1 = load_agent_shards("cifar10", tmp_path, 4, [1, 3], method="label_sorted", seed=1)
+    np.testing.assert_array_equal(X1, np.asarray(Xs)[[1, 3]])
+    np.testing.assert_array_equal(y1, np.asarray(ys)[[1, 3]])
+    np.testing.assert_array_equal(agent_labels("cifar10", tmp_path, 4, method="label_sorted",
+                                               seed=1), np.asarray(ys))

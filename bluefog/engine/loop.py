@@ -41,7 +41,9 @@ def _agreement_fields(args, algorithm, problem, topology, x0, state, backend) ->
         "topology": f"{topology.name} {topology.fingerprint}",
         "algorithm": f"{algorithm.name} {algorithm.config!r}",
         "problem": f"{problem.name} {problem.config!r}",
-        "data": describe_tree(problem.data),
+        # per-agent shapes: ranks holding only their own agents' rows (Problem.shard) agree
+        "data": describe_tree(jax.tree_util.tree_map(
+            lambda a: jax.ShapeDtypeStruct(np.shape(a)[1:], a.dtype), problem.data)),
         "init_params": problem.init_params,
         "x0": "none" if x0 is None else x0,
         "state": "none" if state is None else describe_tree(state),
