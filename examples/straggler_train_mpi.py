@@ -16,7 +16,7 @@ Reported: the first wall second at which the training loss of the averaged model
 ``--target``, per repetition, and the ratio sync / async (each launch is a fresh job:
 compilation and warm-up are excluded inside it, as said above). Run:
 ``python examples/straggler_train_mpi.py`` (about 10 minutes on a loaded 2-core machine).
-Writes ``docs/figures/straggler_train_mpi.json`` unless ``--no-save``.
+Writes ``docs/figures/straggler_train_mpi.{json,png}`` unless ``--no-save``.
 """
 
 from __future__ import annotations
@@ -51,6 +51,26 @@ def time_to_target(history: dict, target: float) -> float:
     """First ``wall_seconds`` with ``loss <= target`` (inf if never)."""
     hit = np.flatnonzero(np.asarray(history["loss"]) <= target)
     return float(history["wall_seconds"][hit[0]]) if hit.size else float("inf")
+
+
+def plot(result: dict, path) -> None:
+    """Training loss against wall seconds of the first repetition of each mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for mode, (t, loss) in result["curves"].items():
+        ax.semilogy(t, loss, label=f"{mode} ({result['seconds_to_target'][mode][0]:.1f} s to "
+                                   "target)", ls="--" if mode == "sync" else "-")
+    ax.axhline(result["target_loss"], color="k", lw=0.8, ls=":")
+    ax.set(xlabel="wall seconds", ylabel="training loss f(x̄)",
+           title=f"bfrun -np {result['ranks']} bluefog-train, rank 0 {result['slowdown']:g}x "
+                 f"slower ({result['compute_time']:g} s/step)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main(argv=None):
@@ -93,6 +113,7 @@ def main(argv=None):
     if not a.no_save:
         FIG.mkdir(parents=True, exist_ok=True)
         (FIG / "straggler_train_mpi.json").write_text(json.dumps(result, indent=1))
+        plot(result, FIG / "straggler_train_mpi.png")
     return result
 
 

@@ -77,3 +77,13 @@ def test_mpi_study_reads_wall_seconds():
     assert mpi.time_to_target(h, 0.1) == float("inf")
     with pytest.raises(RuntimeError, match="failed"):
         mpi.launch(2, ["--bogus-flag"], ROOT / "nowhere.json", timeout=300)
+
+
+def test_mpi_study_plots_both_curves(tmp_path):
+    mpi = load("straggler_train_mpi")
+    result = {"curves": {"sync": ([0.0, 2.0, 4.0], [2.5, 1.0, 0.4]),
+                         "async": ([0.0, 1.0, 2.0], [2.5, 0.9, 0.3])},
+              "seconds_to_target": {"sync": [4.0], "async": [2.0]}, "target_loss": 0.5,
+              "ranks": 4, "slowdown": 5.0, "compute_time": 0.2}
+    mpi.plot(result, tmp_path / "p.png")
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
