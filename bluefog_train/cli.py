@@ -72,15 +72,18 @@ def _groups_model(p) -> None:
                    help="CHOCO's gamma in (0, 1] with --compress (smaller for sparser "
                         "compressors, e.g. 0.05 for topk:0.01)")
     g = p.add_argument_group("optimizer")
+    # None: dmsgd, or sgd with --async (resolved by bluefog_train.stragglers, so that an
+    # explicit choice can be refused with --async); "%(default).0s" prints nothing and keeps
+    # the help formatter from appending "(default: None)"
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
-                   help="local optimizer (default dmsgd; sgd, the only choice, with --async)")
+                   help="local optimizer; sgd with --async (default: dmsgd)%(default).0s")
     g.add_argument("--lr", type=float, default=0.1, help="step size (positive, finite)")
     g.add_argument("--lr-schedule", choices=("constant", "cosine", "warmup_cosine"),
                    default="constant", help="optax schedule of the step size (peak --lr)")
     g.add_argument("--warmup-steps", type=int, default=0,
                    help="linear warm-up steps of --lr-schedule warmup_cosine")
     g.add_argument("--momentum", type=float, default=None,
-                   help="in [0, 1) (default 0.9; not used by --async)")
+                   help="in [0, 1); not used by --async (default: 0.9)%(default).0s")
     g.add_argument("--batch-size", type=int, default=16, help="minibatch per agent")
     g.add_argument("--l2", type=float, default=0.0, help="weight decay (finite, >= 0)")
     g = p.add_argument_group("model and data")
