@@ -43,8 +43,8 @@ __all__ = ["ASYNC_METHODS", "STRAGGLER_DEFAULTS", "check_straggler_options", "mo
            "emulate_sync", "timed_history"]
 
 #: ``--async`` choices: the asynchronous *training* methods of :data:`algorithms.ASYNC_REGISTRY`
-#: (``async_push_sum`` averages and has no gradient; ``async_push_diging`` uses exact local
-#: gradients, not the minibatch path, and diverged in some real-MPI runs: see the README).
+#: (``async_push_sum`` averages and has no gradient; ``async_push_diging`` takes the exact
+#: gradient of the agent's whole shard at every step, not the minibatch path).
 ASYNC_METHODS = ("async_sgp", "ad_psgd")
 #: Topologies ``--async`` refuses: the window ops need a static graph.
 DYNAMIC_TOPOLOGIES = ("one_peer_exponential", "random_matching")
