@@ -4,8 +4,8 @@ Rank ``i`` is agent ``i`` and takes its data through ``problem.agent_data(i)``, 
 holding only that row (``Problem(..., shard=(i, n))``) is enough; one that does not hold it
 raises inside the start-up agreement, on every rank. Host-level agreement and callback
 outcomes travel by ``allgather`` so that an error on one rank is raised on every rank, and
-the history is rank 0's copy. :class:`~bluefog_dist.block_backend.BlockBackend` (a block of agents per
-rank) inherits the parts that do not depend on how many agents a rank holds.
+the history is rank 0's copy. :class:`~bluefog_dist.block_backend.BlockBackend` (a block of
+agents per rank) inherits the parts that do not depend on how many agents a rank holds.
 """
 
 from __future__ import annotations

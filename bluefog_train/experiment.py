@@ -239,6 +239,12 @@ def make_experiment(cfg: dict, agents: range | None = None) -> dict:
     synthetic data are generated and split in-process as before and only those rows kept.
     Every agent's labels stay known, so the label histogram covers all agents, and every
     process keeps the whole test set (the metrics score the averaged model on it).
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``agents`` not a non-empty ``range(first, last + 1)`` inside ``range(n)``; a bad data
+        or model option (named, with the fix).
     """
     from .data import load_digits, partition, synthetic_classification
     from .datasets import DATASETS
@@ -262,8 +268,10 @@ def _check_agents(agents, n: int) -> range:
     """``agents`` as a non-empty contiguous ``range`` inside ``range(n)`` (default all)."""
     if agents is None:
         return range(n)
-    if not isinstance(agents, range) or agents.step != 1 or not len(agents) \
-            or agents.start < 0 or agents.stop > n:
+    if not isinstance(agents, range):
+        raise TypeError(f"make_experiment: agents must be None or a range of agents; got "
+                        f"{type(agents).__name__}. Pass e.g. agents=range(rank, rank + 1).")
+    if agents.step != 1 or not len(agents) or agents.start < 0 or agents.stop > n:
         raise ValueError(f"make_experiment: agents must be None or a non-empty range(first, "
                          f"last + 1) inside range({n}) (the agents this process runs); got "
                          f"{agents!r}. Pass e.g. agents=range(rank, rank + 1).")
