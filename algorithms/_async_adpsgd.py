@@ -10,12 +10,31 @@ one random neighbour :math:`j` and applies the gradient computed on the model it
 
 The paper makes the pairwise average atomic (a lock on both models). With one-sided windows
 the two halves of the average are applied by each side: agent :math:`i` reads the newest copy
-of :math:`x_j` that has *arrived* (window ``"model"``, refreshed by ``win_put`` after every
-step of :math:`j`), sets :math:`d = \tfrac12(\hat x_j - x_i)`, adds :math:`d` to its own model
-and sends :math:`-d` to :math:`j` alone (``win_accumulate`` on window ``"delta"`` with a
-one-hot per-round weight), which :math:`j` adds at its next step. The sum
-:math:`\sum_i x_i` (plus deltas in flight) changes only by the gradient steps, as in the
-paper; when :math:`\hat x_j` is stale the pair is not exactly averaged.
+:math:`\hat x_j` of :math:`x_j` that has *arrived* (window ``"model"``, refreshed by
+``win_put`` after every step of :math:`j`), sets :math:`d = \tfrac12(\hat x_j - x_i)`, adds
+:math:`d` to its own model and sends :math:`-d` to :math:`j` alone (``win_accumulate`` on
+window ``"delta"`` with a one-hot per-round weight), which :math:`j` adds at its next step.
+The sum :math:`\sum_i x_i` (plus deltas in flight) changes only by the gradient steps, as in
+the paper.
+
+**Fresh copies only** (``fresh_only=True``, the default). :math:`\hat x_j` does not contain
+the corrections sent to :math:`j` until :math:`j` steps and publishes again. If :math:`i`
+averaged against the same :math:`\hat x_j` again, :math:`j` would receive a second
+half-correction computed against a value it has already left. With a straggler :math:`j`
+(10x slower) each fast neighbour did so about once per own step, so :math:`j` received
+about 10 half-corrections per step, moved about 5x the distance to its neighbours and the
+iteration diverged. So :math:`i` averages only with a neighbour whose slot holds a *fresh*
+copy: one whose sender stamp (``win_info(...).stamps``, the sender's put counter) is newer
+than the stamp of the copy :math:`i` last averaged with, kept per slot in
+:attr:`ADPSGDState.seen`. The neighbour is drawn uniformly among the fresh slots; when none
+is fresh, the step is the gradient step alone. Each pair then has at most one correction
+per published model of :math:`j` (up to a copy that arrives between ``win_info`` and the
+read under MPI). The ``d``/``-d`` pair is unchanged, so the mass property above still holds.
+With equal speeds almost every neighbour is fresh at every step, and the method is nearly the
+plain one. The stamp is used rather than the slot's version counter: under MPI a read with
+per-slot weights resets the versions of *every* slot, zero weights included, while stamps do
+not depend on reads; the choice therefore is the same in both backends and in a replay
+(:func:`bluefog.asynchrony.replay_timeline`).
 """
 
 from __future__ import annotations
@@ -26,7 +45,7 @@ import jax
 import jax.numpy as jnp
 
 from bluefog.algorithm import Algorithm
-from bluefog.validation import check_positive_float
+from bluefog.validation import check_bool, check_positive_float
 
 from ._common import as_float_tree, require_static, require_weights, tree_axpy, zero_count
 
@@ -44,36 +63,52 @@ class ADPSGDState(NamedTuple):
         Neighbours' published models; averaging corrections sent to this agent.
     count : int32 scalar
         This agent's own steps (also the key of its neighbour choice, ``fold_in(key, count)``).
+    seen : int32 ``(R,)``
+        Per slot of window ``"model"``: the sender stamp of the copy this agent last averaged
+        with (``-1``: none yet). A slot is fresh when its stamp is larger.
     """
 
     x: Any
     windows: dict
     count: jax.Array
+    seen: jax.Array
 
 
-def ad_psgd(lr: float) -> Algorithm:
+def ad_psgd(lr: float, *, fresh_only: bool = True) -> Algorithm:
     r"""AD-PSGD over one-sided windows (see the module docstring for the update).
 
     Needs a static topology with symmetric edges (each neighbour :math:`j` is both read from
     and written to); the weights of ``W`` are not used, only its edges. The neighbour of each
-    step is uniform over the real in-edges, drawn with ``fold_in(fold_in(key, count), 1)``.
+    step is drawn with ``fold_in(fold_in(key, count), 1)``, uniformly over the real in-edges
+    whose copy is fresh (``fresh_only=True``; no average when none is), or over all real
+    in-edges (``fresh_only=False``).
 
     Delay assumptions: Lian et al. prove an :math:`O(1/\sqrt{K})` rate for non-convex
     objectives when the staleness of the gradient (updates by others between reading
     :math:`x_i` and writing it) is bounded by :math:`T`, the step size is small enough for
     :math:`T`, and the neighbour choices form a doubly stochastic expected mixing matrix.
+    Their averaging step is atomic; the fresh-copy rule is this implementation's substitute
+    (at most one correction per pair and published model), not part of their analysis.
 
     Parameters
     ----------
     lr : float
         Step size :math:`\alpha > 0`.
+    fresh_only : bool, keyword-only
+        ``True`` (default): average only with a neighbour whose copy is newer than the one
+        last averaged with. ``False``: the earlier rule, average with any neighbour's newest
+        arrived copy, also one already averaged with; it diverges with a 10x straggler
+        (README, "Asynchronous training and stragglers").
 
     References
     ----------
     X. Lian, W. Zhang, C. Zhang, J. Liu, "Asynchronous decentralized parallel stochastic
-    gradient descent", ICML 2018.
+    gradient descent", ICML 2018. Bluefog ``win_put`` / ``win_accumulate`` /
+    ``get_win_version`` (Ying et al., "BlueFog: Make decentralized algorithms practical for
+    optimization and deep learning", arXiv:2111.04287, 2021).
     """
     lr = check_positive_float(lr, "lr", where="ad_psgd")
+    fresh_only = check_bool(fresh_only, "fresh_only", where="ad_psgd")
 
     def init(params, ctx) -> ADPSGDState:
         require_static(ctx.topology, "ad_psgd", "async_sgp")
@@ -81,30 +116,48 @@ def ad_psgd(lr: float) -> Algorithm:
         x = as_float_tree(params)
         wins = ctx.comm.win_create(None, x, "model", ctx.topology)
         wins = ctx.comm.win_create(wins, x, "delta", ctx.topology, zero_init=True)
-        return ADPSGDState(x, wins, zero_count())
+        seen = jnp.full_like(ctx.comm.win_in_neighbors(wins, "model"), -1)
+        return ADPSGDState(x, wins, zero_count(), seen)
 
     def step(state: ADPSGDState, ctx) -> ADPSGDState:
-        comm = ctx.comm
+        comm, dtype = ctx.comm, _dtype(state.x)
         delta, wins = comm.win_update(state.windows, "delta", 0.0,
-                                      _real_slots(comm, state.windows, "delta", _dtype(state.x)),
+                                      _real_slots(comm, state.windows, "delta", dtype),
                                       reset=True)
         x = tree_axpy(1.0, delta, state.x)             # the halves neighbours sent us
         g = ctx.stochastic_grad(x, state.count)
-        sources = comm.win_in_neighbors(wins, "model")
         key = jax.random.fold_in(jax.random.fold_in(ctx.key, state.count), 1)
-        slot = jax.random.categorical(key, jnp.where(sources >= 0, 0.0, -jnp.inf))
-        j = sources[slot]
-        pick = (jnp.arange(sources.shape[0]) == slot).astype(_dtype(x))
-        x_j, wins = comm.win_update(wins, "model", 0.0, pick)  # newest arrived x_j
-        d = jax.tree_util.tree_map(lambda a, b: 0.5 * (a - b), x_j, x)
-        to_j = (comm.win_out_neighbors(wins, "delta") == j).astype(_dtype(x))
+        slot, avg, seen = _choose(comm, wins, state.seen, key, fresh_only)
+        sources = comm.win_in_neighbors(wins, "model")
+        onehot = jnp.arange(sources.shape[0]) == slot
+        x_j, wins = comm.win_update(wins, "model", 0.0, (onehot & avg).astype(dtype))
+        d = jax.tree_util.tree_map(lambda a, b: jnp.where(avg, 0.5 * (a - b), 0.0), x_j, x)
+        outs = comm.win_out_neighbors(wins, "delta")
+        to_j = ((outs == sources[slot]) & avg).astype(dtype)
         wins = comm.win_accumulate(wins, jax.tree_util.tree_map(jnp.negative, d), "delta",
                                    dst_weights=to_j, self_weight=0.0)
         x = tree_axpy(-lr, g, tree_axpy(1.0, d, x))
         wins = comm.win_put(wins, x, "model")
-        return ADPSGDState(x, wins, state.count + 1)
+        return ADPSGDState(x, wins, state.count + 1, seen)
 
-    return Algorithm(init, step, lambda s: s.x, "ad_psgd", {"lr": lr})
+    return Algorithm(init, step, lambda s: s.x, "ad_psgd",
+                     {"lr": lr, "fresh_only": fresh_only})
+
+
+def _choose(comm, windows, seen, key, fresh_only):
+    """``(slot, average?, new seen)``: the slot of window ``"model"`` to average with, drawn
+    uniformly among the candidates (fresh real slots, or every real slot)."""
+    sources = comm.win_in_neighbors(windows, "model")
+    real = sources >= 0
+    if not fresh_only:
+        slot = jax.random.categorical(key, jnp.where(real, 0.0, -jnp.inf))
+        return slot, jnp.asarray(True), seen
+    stamps = comm.win_info(windows, "model").stamps
+    fresh = real & (stamps > seen)
+    avg = jnp.any(fresh)
+    slot = jax.random.categorical(key, jnp.where(jnp.where(avg, fresh, real), 0.0, -jnp.inf))
+    take = (jnp.arange(sources.shape[0]) == slot) & avg
+    return slot, avg, jnp.where(take, stamps, seen)
 
 
 def _dtype(x):
