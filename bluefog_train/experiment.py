@@ -16,6 +16,8 @@ import math
 
 import numpy as np
 
+from .evaluation import classification_metrics, with_test_data
+
 __all__ = ["TOPOLOGIES", "OPTIMIZERS", "make_topology", "make_optimizer", "make_lr",
            "async_bytes_per_step",
            "classification_metrics", "make_experiment"]
@@ -160,71 +162,6 @@ def async_bytes_per_step(cfg: dict, params, topology) -> float:
     return degree * (b + np.asarray(leaves[0]).dtype.itemsize)
 
 
-def _split_test(X_test, y_test, n: int):
-    """Pad the test set to ``n * k`` rows and cut it into ``n`` slices (mask marks real rows),
-    so that each agent evaluates the averaged model on ``1/n`` of it."""
-    N = len(y_test)
-    k = -(-N // n)
-    pad = n * k - N
-    Xp = np.concatenate([X_test, np.zeros((pad,) + X_test.shape[1:], X_test.dtype)])
-    yp = np.concatenate([y_test, np.zeros(pad, y_test.dtype)])
-    mask = np.concatenate([np.ones(N, np.float32), np.zeros(pad, np.float32)])
-    return Xp.reshape(n, k, *X_test.shape[1:]), yp.reshape(n, k), mask.reshape(n, k)
-
-
-def classification_metrics(model, X_test, y_test, n: int, *, agent_accuracy: bool = False):
-    r"""Metric function ``(params, ctx) -> dict`` for :func:`bluefog_sim.run`'s ``metrics=``.
-
-    With :math:`\bar x = \frac1n\sum_i x_i` (an ``allreduce``), :math:`f_i` agent ``i``'s
-    full-shard training loss and :math:`\mathrm{acc}(x)` the test accuracy:
-
-    * ``loss`` :math:`= \frac1n\sum_i f_i(\bar x)` (training loss of the averaged model),
-    * ``local_loss`` :math:`= \frac1n\sum_i f_i(x_i)`,
-    * ``test_accuracy`` :math:`= \mathrm{acc}(\bar x)`, evaluated in a distributed way
-      (agent ``i`` scores slice ``i`` of the test set, an ``allreduce`` sums the hits),
-    * ``agent_accuracy_mean`` / ``_min`` / ``_max`` over :math:`\mathrm{acc}(x_i)` (an
-      ``allreduce`` and an ``allgather``), only with ``agent_accuracy=True``: every agent
-      then scores its own model on the whole test set at every record, which in the
-      64-agent simulator costs about as much as 16 training steps per record (measured),
-    * ``consensus_distance`` :math:`= \sqrt{\frac1n\sum_i\|x_i-\bar x\|^2}`.
-
-    All are computed with communicator collectives, so every agent returns the same values.
-    """
-    import jax.numpy as jnp
-    from jax.flatten_util import ravel_pytree
-
-    from .models import accuracy
-
-    X_test = np.asarray(X_test, np.float32)
-    y_test = np.asarray(y_test, np.int32)
-    Xs, ys, mask = (jnp.asarray(a) for a in _split_test(X_test, y_test, n))
-    Xt, yt = jnp.asarray(X_test), jnp.asarray(y_test)
-    n_test = float(len(y_test))
-
-    def metrics(params, ctx):
-        comm = ctx.comm
-        xbar = comm.allreduce(params)
-        r = comm.rank()
-        hits = jnp.sum(mask[r] * (jnp.argmax(model.apply(xbar, Xs[r]), -1) == ys[r]))
-        x, _ = ravel_pytree(params)
-        xb, _ = ravel_pytree(xbar)
-        local = [ctx.loss(xbar), ctx.loss(params), hits.astype(x.dtype), jnp.sum((x - xb) ** 2)]
-        if agent_accuracy:
-            own = accuracy(model.apply(params, Xt), yt).astype(x.dtype)
-            local.append(own)
-        red = comm.allreduce(jnp.stack(local), average=False)
-        out = {"loss": red[0] / n, "local_loss": red[1] / n, "test_accuracy": red[2] / n_test,
-               "consensus_distance": jnp.sqrt(red[3] / n)}
-        if agent_accuracy:
-            accs = comm.allgather(own)
-            out["agent_accuracy_mean"] = red[4] / n
-            out["agent_accuracy_min"] = jnp.min(accs)
-            out["agent_accuracy_max"] = jnp.max(accs)
-        return out
-
-    return metrics
-
-
 def make_experiment(cfg: dict, agents: range | None = None) -> dict:
     """Everything a run needs, from a configuration dict (the CLI's parsed arguments).
 
@@ -313,6 +250,7 @@ def _assemble(cfg: dict, n: int, agents: range, Xs, labels, X_te, y_te) -> dict:
                                      l2=cfg["l2"], name=f"{cfg['model']}-{cfg['data']}-{cfg['split']}")
     if len(agents) != n:  # only the held agents' rows (Problem.shard)
         problem = dataclasses.replace(problem, shard=(agents.start, n))
+    problem = with_test_data(problem, X_te, y_te)  # each agent's slice of the test set
     topology = make_topology(cfg["topology"], n, seed=cfg["seed"])
     L = cfg["local_size"]
     machine = None

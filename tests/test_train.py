@@ -14,7 +14,7 @@ import bluefog_sim
 from bluefog_train.data import (label_histogram, load_digits, partition, synthetic_classification)
 from bluefog_train.models import classification_problem, cnn, cross_entropy, mlp
 from bluefog_train.cli import main
-from bluefog_train.experiment import classification_metrics
+from bluefog_train.evaluation import classification_metrics, split_test_set, with_test_data
 
 
 @pytest.fixture
@@ -177,7 +177,7 @@ def test_classification_metrics_against_numpy(x64):
     model = mlp(hidden=(5,), num_classes=3, input_dim=2)
     Xs, ys = rng.normal(size=(n, 6, 2)), rng.integers(0, 3, size=(n, 6))
     Xte, yte = rng.normal(size=(11, 2)), rng.integers(0, 3, size=11)  # 11 = not a multiple of n
-    prob = classification_problem(model, Xs, ys, batch_size=2)
+    prob = with_test_data(classification_problem(model, Xs, ys, batch_size=2), Xte, yte)
     P = jax.tree_util.tree_map(
         lambda a: jnp.asarray(np.stack([np.asarray(a) + rng.normal(size=a.shape) for _ in range(n)])),
         prob.init_params)
@@ -209,6 +209,21 @@ def test_classification_metrics_against_numpy(x64):
     assert got["agent_accuracy_min"] == pytest.approx(min(accs)) and got["agent_accuracy_max"] == pytest.approx(max(accs))
     cd = np.sqrt(np.mean(np.sum((flat - flat.mean(0)) ** 2, 1)))
     assert got["consensus_distance"] == pytest.approx(cd, rel=1e-8)
+
+
+def test_test_slices_cover_the_test_set_once_and_follow_the_shard():
+    X, y = np.arange(22.0).reshape(11, 2), np.arange(11) % 3
+    s = split_test_set(X, y, 4)  # k = 3, one padding row
+    assert s["test_x"].shape == (4, 3, 2) and s["test_mask"].sum() == 11
+    real = s["test_mask"].reshape(-1) == 1
+    np.testing.assert_array_equal(s["test_x"].reshape(-1, 2)[real], X)
+    np.testing.assert_array_equal(s["test_y"].reshape(-1)[real], y)
+    model = mlp(hidden=(3,), num_classes=3, input_dim=2)
+    full = classification_problem(model, np.zeros((4, 5, 2)), np.zeros((4, 5), int), batch_size=2)
+    shard = with_test_data(full.restrict(2, 2), X, y)  # agents 2 and 3 of 4
+    np.testing.assert_array_equal(shard.agent_data(3)["test_x"], s["test_x"][3])
+    with pytest.raises(ValueError, match="must be a dict without the keys"):
+        with_test_data(shard, X, y)
 
 
 # ---------------------------------------------------------------------------- CLI
