@@ -35,6 +35,7 @@ import algorithms  # noqa: E402
 from algorithms.problems import quadratic  # noqa: E402
 from bluefog.topology import exponential_graph  # noqa: E402
 from bluefog_dist import failfast  # noqa: E402
+from rank_checks import RankChecks  # noqa: E402 (tests/mpi, the script's folder)
 from bluefog_dist.window_comm import MpiWindowComm, run_async  # noqa: E402
 from bluefog_dist.windows import MpiWindows, _own  # noqa: E402
 from bluefog_sim import spmd  # noqa: E402
@@ -45,22 +46,8 @@ comm = MPI.COMM_WORLD
 rank, n = comm.Get_rank(), comm.Get_size()
 topo = exponential_graph(n)
 X0 = np.arange(n * 3, dtype=np.float64).reshape(n, 3) ** 1.5
-ok = True
-
-
-def check(cond, what):
-    global ok
-    if not cond:
-        ok = False
-        print(f"FAIL rank {rank}: {what}", flush=True)
-
-
-def raises(fn, fragment, what):
-    try:
-        fn()
-        check(False, f"{what}: no error")
-    except ValueError as exc:
-        check(fragment in str(exc), f"{what}: message without {fragment!r}: {exc}")
+checks = RankChecks(comm)
+check, raises = checks.check, checks.raises
 
 
 # 1. win_info against the simulator's
@@ -189,5 +176,5 @@ check(finite == 1, "overlap SGP: non-finite iterate")
 wc.win_free(state.windows)
 wins.close()
 if rank == 0:
-    print(f"gaps ok={ok} overlap SGP |sum w - n| = {abs(total - n):.1e}", flush=True)
-sys.exit(0 if comm.allreduce(0 if ok else 1) == 0 else 1)
+    print(f"gaps ok={checks.ok} overlap SGP |sum w - n| = {abs(total - n):.1e}", flush=True)
+sys.exit(checks.exit_status())

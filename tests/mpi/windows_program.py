@@ -35,6 +35,7 @@ import algorithms  # noqa: E402
 from algorithms.problems import quadratic  # noqa: E402
 from bluefog.topology import exponential_graph  # noqa: E402
 from bluefog_dist import failfast  # noqa: E402
+from rank_checks import RankChecks  # noqa: E402 (tests/mpi, the script's folder)
 from bluefog_dist.window_comm import MpiWindowComm, run_async  # noqa: E402
 from bluefog_dist.windows import MpiWindows  # noqa: E402
 
@@ -45,14 +46,8 @@ rank, n = comm.Get_rank(), comm.Get_size()
 topo = exponential_graph(n)
 W = np.asarray(topo.weights)
 X0 = np.arange(n * 3, dtype=np.float64).reshape(n, 3) ** 1.5
-ok = True
-
-
-def check(cond, what):
-    global ok
-    if not cond:
-        ok = False
-        print(f"FAIL rank {rank}: {what}", flush=True)
+checks = RankChecks(comm)
+check = checks.check
 
 
 wins = MpiWindows()
@@ -130,9 +125,10 @@ for what, kw in [("rank-dependent duration", {"duration": 1.0 + rank}),
 # 6. free and exit
 wins.close()
 if rank == 0:
-    print(f"windows ok={ok} async push-sum 150 iterations in {time.perf_counter() - t0:.2f} s,"
+    print(f"windows ok={checks.ok} async push-sum 150 iterations in "
+          f"{time.perf_counter() - t0:.2f} s,"
           f" ratio error {err:.2e}, |sum w - n| = {abs(total_w - n):.1e}; algorithms."
           f"async_push_sum: ratio error {err_alg:.1e}, |sum w - n| = {abs(total_alg - n):.1e}; "
           f"duration=1.5: own steps {counts}, weights {np.round(weights, 3).tolist()}, "
           f"ratio error {err_dl:.1e}", flush=True)
-sys.exit(0 if comm.allreduce(0 if ok else 1) == 0 else 1)
+sys.exit(checks.exit_status())
