@@ -163,7 +163,7 @@ def test_pure_averaging_with_a_10x_straggler_reaches_the_exact_average(x64):
 
 def test_earlier_rule_does_not_average_with_a_10x_straggler(x64):
     # negative control: with fresh_only=False the straggler receives ~10 half-corrections per
-    # own step and the iteration diverges (lead's measurement: spread ~1.1e3 at 4000 events)
+    # own step and the iteration diverges (measured: 3.1e3 at 4000 events)
     assert 1e2 < _averaging_spread(10.0, False) < 1e5
 
 
