@@ -11,7 +11,7 @@ ops; its local step is the minibatch gradient of the classification problem
   :mod:`bluefog_train.stragglers` (agent :math:`i` completes its steps at
   :math:`C_i(k) = \sum_{k' \le k} c_i(k')`; a message from :math:`j` reaches :math:`i`
   ``--latency`` later), so the whole run is still one ``jit(vmap(scan))`` program through
-  the engine, with the metrics of :func:`bluefog_train.experiment.classification_metrics`
+  the engine, with the metrics of :func:`bluefog_train.evaluation.classification_metrics`
   computed inside it. ``history["step"]`` counts events; ``virtual_time`` and
   ``mean_agent_steps`` give the clock and the mean own steps per agent.
 * **MPI.** :func:`bluefog_dist.window_comm.run_async` runs it on real one-sided windows

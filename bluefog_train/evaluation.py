@@ -16,6 +16,8 @@ import dataclasses
 
 import numpy as np
 
+from bluefog.validation import check_positive_int
+
 __all__ = ["split_test_set", "with_test_data", "classification_metrics"]
 
 #: The per-agent data keys that :func:`with_test_data` adds.
@@ -26,11 +28,13 @@ def split_test_set(X_test, y_test, n: int) -> dict:
     """``{"test_x": (n, k, ...), "test_y": (n, k), "test_mask": (n, k)}`` with
     ``k = ceil(N / n)``: the test set padded with zero rows to ``n k`` and cut into ``n``
     slices; ``test_mask`` is 1 on the ``N`` real rows, 0 on the padding."""
+    n = check_positive_int(n, "n", where="split_test_set")
     X_test = np.asarray(X_test, np.float32)
     y_test = np.asarray(y_test, np.int32)
     if X_test.ndim < 2 or y_test.shape != X_test.shape[:1] or len(y_test) == 0:
-        raise ValueError(f"the test set must be X (N, ...) and y (N,) with N >= 1; got X "
-                         f"{X_test.shape} and y {y_test.shape}.")
+        raise ValueError(f"split_test_set: the test set must be X (N, ...) and y (N,) with "
+                         f"N >= 1; got X {X_test.shape} and y {y_test.shape}. Pass one label "
+                         f"per test row.")
     N = len(y_test)
     k = -(-N // n)
     pad = n * k - N

@@ -4,9 +4,10 @@ An experiment is a model (:mod:`bluefog_train.models`) and a data split across a
 (:mod:`bluefog_train.data`), which together make a :class:`bluefog.Problem`; an optimizer of
 the algorithm library (:mod:`algorithms.optim`), which is a :class:`bluefog.Algorithm`; a
 topology (:mod:`bluefog.topology`); and the metric function
-:func:`classification_metrics`, evaluated inside the compiled loop with communicator
-collectives (so every agent / rank records the same values). :func:`make_experiment`
-builds all of it from the CLI's configuration dict; nothing here runs a step.
+:func:`bluefog_train.evaluation.classification_metrics`, evaluated inside the compiled loop
+with communicator collectives (so every agent / rank records the same values).
+:func:`make_experiment` builds all of it from the CLI's configuration dict; nothing here runs
+a step.
 """
 
 from __future__ import annotations
@@ -174,8 +175,10 @@ def make_experiment(cfg: dict, agents: range | None = None) -> dict:
     files of ``--data mnist|fashion_mnist|cifar10`` are read for those rows only
     (:func:`bluefog_train.datasets.load_agent_shards` with ``agents=``); digits and
     synthetic data are generated and split in-process as before and only those rows kept.
-    Every agent's labels stay known, so the label histogram covers all agents, and every
-    process keeps the whole test set (the metrics score the averaged model on it).
+    Every agent's labels stay known, so the label histogram covers all agents. Every process
+    reads the whole test set; the problem's data carries only its agents' slices of it
+    (:func:`bluefog_train.evaluation.with_test_data`), on which the compiled metrics score the
+    averaged model (``--track-agents`` also scores each agent's own model on the whole set).
 
     Raises
     ------

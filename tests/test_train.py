@@ -17,12 +17,6 @@ from bluefog_train.cli import main
 from bluefog_train.evaluation import classification_metrics, split_test_set, with_test_data
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 # ---------------------------------------------------------------------------- models
 def np_relu(a):
     return np.maximum(a, 0)
@@ -224,6 +218,10 @@ def test_test_slices_cover_the_test_set_once_and_follow_the_shard():
     np.testing.assert_array_equal(shard.agent_data(3)["test_x"], s["test_x"][3])
     with pytest.raises(ValueError, match="must be a dict without the keys"):
         with_test_data(shard, X, y)
+    with pytest.raises(ValueError, match="split_test_set: n must be an integer >= 1; got 0"):
+        split_test_set(X, y, 0)
+    with pytest.raises(ValueError, match=r"got X \(11, 2\) and y \(10,\). Pass one label"):
+        split_test_set(X, y[:10], 4)
 
 
 # ---------------------------------------------------------------------------- CLI
