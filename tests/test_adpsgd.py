@@ -32,12 +32,6 @@ from bluefog.engine import agent_key
 from bluefog.topology import ring_graph, symmetric_exponential_graph
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 def _run(alg, problem, topo, tl, x0):
     res = bluefog_sim.run(asynchronous(alg, tl), problem, topo, steps=tl.events,
                           x0=jnp.asarray(x0), record_every=tl.events)

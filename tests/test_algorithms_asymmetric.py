@@ -4,7 +4,6 @@ converge match a dense oracle: the spectral radius of each method's error recurs
 from the papers' matrix form in NumPy (float64, 16-agent directed exponential graph, least
 squares). These are the measurements quoted in the docstrings."""
 
-import jax
 import numpy as np
 import pytest
 
@@ -14,12 +13,6 @@ from algorithms import problems as P
 from bluefog.topology import exponential_graph, symmetric_exponential_graph
 
 N, M, D = 16, 10, 5
-
-
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
 
 
 @pytest.fixture(scope="module")

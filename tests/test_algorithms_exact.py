@@ -6,7 +6,6 @@ label-sorted across 8 agents, plus synthetic least squares on time-varying topol
 uses the library's own optimum.
 """
 
-import jax
 import numpy as np
 import pytest
 import scipy.optimize
@@ -17,12 +16,6 @@ from algorithms import problems as P
 from bluefog.topology import Topology, one_peer_exponential_graph, random_matching
 
 N_AGENTS = 8
-
-
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
 
 
 def ring_weights(n):

@@ -11,7 +11,6 @@
   without local steps (mixing with doubly stochastic W preserves the mean).
 """
 
-import jax
 import numpy as np
 import pytest
 
@@ -21,12 +20,6 @@ from algorithms import problems as P
 from bluefog.topology import Topology
 
 N, D = 8, 3
-
-
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
 
 
 def metropolis_graph():

@@ -23,12 +23,6 @@ from bluefog_sim import SimComm, agent_keys
 N, M, D, STEPS = 6, 5, 3, 25
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 def metropolis(adj):
     deg = adj.sum(axis=1)
     W = np.where(adj > 0, 1.0 / (1.0 + np.maximum(deg[:, None], deg[None, :])), 0.0)

@@ -17,12 +17,6 @@ from bluefog.topology import Topology, one_peer_exponential_graph
 N, D = 8, 3
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 def noisy_problem():
     B = np.random.default_rng(0).normal(size=(N, D))
     return P.quadratic(B, noise_std=0.5)

@@ -5,7 +5,6 @@ push-sum), the exact average of the initial values, ``n`` for the total push-sum
 hand-computed event times for deterministic compute models.
 """
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -19,12 +18,6 @@ from bluefog.asynchrony import (asynchronous, check_windows, compute_model, drai
 from bluefog.topology import exponential_graph, symmetric_exponential_graph
 
 N = 8
-
-
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
 
 
 def _b():

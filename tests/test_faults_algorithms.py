@@ -7,22 +7,14 @@ survivors' matrix (rule ``renormalise``). Which methods stay exact under loss, f
 deterministic method of ``algorithms.REGISTRY``: ``tests/test_faults_exactness.py``.
 """
 
-import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 import algorithms as A
 import bluefog_sim
 from algorithms import problems as P
 from bluefog.faults import Faults, MessageLoss, NodeCrash
 from bluefog.topology import exponential_graph, symmetric_exponential_graph
-
-
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
 
 
 def _run(alg, X0, topo, steps, faults, x0=True):

@@ -23,7 +23,6 @@ classes are the README's table ("Which methods stay exact under loss"); the test
 measured errors that the table quotes.
 """
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -53,12 +52,6 @@ EXPECTED = {
     "gradient_tracking": {"renormalise": "biased", "keep_last": "biased"},
     "push_diging": {"renormalise": "biased", "keep_last": "biased"},
 }
-
-
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
 
 
 def _data():

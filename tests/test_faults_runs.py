@@ -7,7 +7,6 @@ loss masks come from ``Faults.lost`` in NumPy, itself checked against plain-Pyth
 test_faults_models.py.
 """
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -21,12 +20,6 @@ from bluefog.topology import exponential_graph, one_peer_exponential_graph
 from test_engine_cache import compiles  # noqa: F401 - the fixture counting XLA compiles
 
 N = 8
-
-
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
 
 
 def _reference(W_of, X0, steps, f, rule):

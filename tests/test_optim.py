@@ -1,6 +1,5 @@
 """Decentralized optax optimizers against dense NumPy oracles (float64)."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -12,12 +11,6 @@ from bluefog import Problem
 from bluefog.topology import Topology, one_peer_exponential_graph
 
 N, D = 6, 3
-
-
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
 
 
 def ring_W(n):

@@ -10,12 +10,6 @@ import scipy.optimize
 from algorithms import problems as P
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 def _global_grad(problem, x):
     return np.asarray(jax.grad(problem.global_loss)(jnp.asarray(x)))
 

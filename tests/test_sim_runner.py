@@ -76,12 +76,6 @@ def oracle_metrics(X, A, b, xstar):
     }
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 def test_static_topology_step_by_step(x64):
     n, steps = 6, 12
     topo = exponential_graph(n)

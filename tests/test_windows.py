@@ -16,12 +16,6 @@ from bluefog_sim import SimComm, spmd
 N = 8
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 def _edge_weights(topo, seed):
     """A random matrix supported on the off-diagonal edges of ``topo``."""
     W = np.asarray(topo.weights)

@@ -22,12 +22,6 @@ from bluefog_sim import SimComm, spmd
 N = 8
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 def test_nonblocking_ops_have_the_blocking_arithmetic(x64):
     topo = exponential_graph(N)
     X = np.random.default_rng(0).normal(size=(N, 3))
