@@ -17,24 +17,43 @@ window ``"delta"`` with a one-hot per-round weight), which :math:`j` adds at its
 The sum :math:`\sum_i x_i` (plus deltas in flight) changes only by the gradient steps, as in
 the paper.
 
-**Fresh copies only** (``fresh_only=True``, the default). :math:`\hat x_j` does not contain
-the corrections sent to :math:`j` until :math:`j` steps and publishes again. If :math:`i`
-averaged against the same :math:`\hat x_j` again, :math:`j` would receive a second
-half-correction computed against a value it has already left. With a straggler :math:`j`
-(10x slower) each fast neighbour did so about once per own step, so :math:`j` received
-about 10 half-corrections per step, moved about 5x the distance to its neighbours and the
-iteration diverged. So :math:`i` averages only with a neighbour whose slot holds a *fresh*
-copy: one whose sender stamp (``win_info(...).stamps``, the sender's put counter) is newer
-than the stamp of the copy :math:`i` last averaged with, kept per slot in
-:attr:`ADPSGDState.seen`. The neighbour is drawn uniformly among the fresh slots; when none
-is fresh, the step is the gradient step alone. Each pair then has at most one correction
-per published model of :math:`j` (up to a copy that arrives between ``win_info`` and the
-read under MPI). The ``d``/``-d`` pair is unchanged, so the mass property above still holds.
-With equal speeds almost every neighbour is fresh at every step, and the method is nearly the
-plain one. The stamp is used rather than the slot's version counter: under MPI a read with
-per-slot weights resets the versions of *every* slot, zero weights included, while stamps do
-not depend on reads; the choice therefore is the same in both backends and in a replay
-(:func:`bluefog.asynchrony.replay_timeline`).
+Without the paper's lock, the rule for *which* neighbour to average with decides whether the
+method converges with a straggler (``pairing``, :data:`PAIRINGS`):
+
+* ``"any"``: the newest arrived copy of a uniformly drawn neighbour, also one already averaged
+  with. :math:`\hat x_j` does not contain the corrections sent to :math:`j` until :math:`j`
+  steps and publishes again, so a straggler :math:`j` (10x slower) received about 10
+  half-corrections per own step, all computed against the same value it had already left,
+  moved about 5x the distance to its neighbours, and the iteration diverged.
+* ``"fresh"``: only a neighbour whose slot holds a *fresh* copy, one whose sender stamp
+  (``win_info(...).stamps``, the sender's put counter) is newer than the stamp of the copy
+  :math:`i` last averaged with (kept per slot in :attr:`ADPSGDState.seen`). Each *pair* then
+  has at most one correction per published model, but a straggler with :math:`D` neighbours
+  still receives up to :math:`D` half-corrections against one published model:
+  :math:`x_j + \tfrac{k}{2}(\bar x_{\mathcal N} - x_j)` overshoots the neighbours' mean once
+  :math:`k > 2`. Pure averaging converges, slowly (README: the MLP with a 10x straggler did
+  not reach its target loss on one seed of three).
+* ``"turns"`` (default): a lock-free stand-in for the lock. The out-edges of :math:`j`, in
+  schedule-round order, take turns on its published models: model :math:`s` is the turn of
+  its :math:`(s \bmod D_j)`-th out-neighbour (:func:`partner_turns`). Agent :math:`i` may
+  average with :math:`j`'s copy stamped :math:`s` only if a model of its turn has been
+  published since it last averaged with :math:`j` (a stamp :math:`s'` with
+  :math:`\text{seen} < s' \le s` and :math:`s' \equiv \text{turn} \pmod{D_j}`), so each
+  neighbour averages with :math:`j` at most once per :math:`D_j` models of :math:`j`. Every
+  model of a straggler is seen by all its neighbours, and its turn's partner has many own
+  steps to take it, so it receives one half-correction (a second only from a neighbour that
+  let its own earlier turn pass): no overshoot however slow it is. Between
+  agents of equal speed a copy that arrived late is still used (rather than its turn lost),
+  so every agent keeps averaging about once per step. No communication beyond the model
+  puts is needed: both sides know the stamp and the topology.
+
+The neighbour is drawn uniformly among the candidate slots; when there is none, the step is
+the gradient step alone. The ``d``/``-d`` pair is the same under every rule, so the mass
+property above holds for all three. The stamp is used rather than the slot's version
+counter: under MPI a read with per-slot weights resets the versions of *every* slot, zero
+weights included, while stamps do not depend on reads; the choice is therefore the same in
+both backends and in a replay (:func:`bluefog.asynchrony.replay_timeline`). Under MPI a copy
+that arrives between ``win_info`` and the read can still be averaged once more.
 """
 
 from __future__ import annotations
@@ -43,13 +62,14 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from bluefog.algorithm import Algorithm
-from bluefog.validation import check_bool, check_positive_float
+from bluefog.validation import check_choice, check_positive_float
 
 from ._common import as_float_tree, require_static, require_weights, tree_axpy, zero_count
 
-__all__ = ["ADPSGDState", "ad_psgd"]
+__all__ = ["ADPSGDState", "PAIRINGS", "ad_psgd", "partner_turns"]
 
 
 class ADPSGDState(NamedTuple):
@@ -74,31 +94,36 @@ class ADPSGDState(NamedTuple):
     seen: jax.Array
 
 
-def ad_psgd(lr: float, *, fresh_only: bool = True) -> Algorithm:
+#: The rules for choosing the neighbour to average with (module docstring).
+PAIRINGS = ("turns", "fresh", "any")
+
+
+def ad_psgd(lr: float, *, pairing: str = "turns") -> Algorithm:
     r"""AD-PSGD over one-sided windows (see the module docstring for the update).
 
     Needs a static topology with symmetric edges (each neighbour :math:`j` is both read from
     and written to); the weights of ``W`` are not used, only its edges. The neighbour of each
-    step is drawn with ``fold_in(fold_in(key, count), 1)``, uniformly over the real in-edges
-    whose copy is fresh (``fresh_only=True``; no average when none is), or over all real
-    in-edges (``fresh_only=False``).
+    step is drawn with ``fold_in(fold_in(key, count), 1)``, uniformly over the candidate
+    in-edges of ``pairing`` (no average when there is none).
 
     Delay assumptions: Lian et al. prove an :math:`O(1/\sqrt{K})` rate for non-convex
     objectives when the staleness of the gradient (updates by others between reading
     :math:`x_i` and writing it) is bounded by :math:`T`, the step size is small enough for
     :math:`T`, and the neighbour choices form a doubly stochastic expected mixing matrix.
-    Their averaging step is atomic; the fresh-copy rule is this implementation's substitute
-    (at most one correction per pair and published model), not part of their analysis.
+    Their averaging step is atomic; the ``pairing`` rules are this implementation's
+    substitute (``"turns"``: each neighbour at most once per :math:`D_j` published models
+    of :math:`j`), not part of their analysis.
 
     Parameters
     ----------
     lr : float
         Step size :math:`\alpha > 0`.
-    fresh_only : bool, keyword-only
-        ``True`` (default): average only with a neighbour whose copy is newer than the one
-        last averaged with. ``False``: the earlier rule, average with any neighbour's newest
-        arrived copy, also one already averaged with; it diverges with a 10x straggler
-        (README, "Asynchronous training and stragglers").
+    pairing : {"turns", "fresh", "any"}, keyword-only
+        ``"turns"`` (default): the neighbours of :math:`j` take turns on its published
+        models (one correction per model of a straggler). ``"fresh"``: by every neighbour once (it converges slowly
+        with a straggler). ``"any"``: the first rule, averaging also with a copy already
+        averaged with; it diverges with a 10x straggler (README, "Asynchronous training and
+        stragglers").
 
     References
     ----------
@@ -108,7 +133,7 @@ def ad_psgd(lr: float, *, fresh_only: bool = True) -> Algorithm:
     optimization and deep learning", arXiv:2111.04287, 2021).
     """
     lr = check_positive_float(lr, "lr", where="ad_psgd")
-    fresh_only = check_bool(fresh_only, "fresh_only", where="ad_psgd")
+    pairing = check_choice(pairing, "pairing", PAIRINGS, where="ad_psgd")
 
     def init(params, ctx) -> ADPSGDState:
         require_static(ctx.topology, "ad_psgd", "async_sgp")
@@ -127,7 +152,7 @@ def ad_psgd(lr: float, *, fresh_only: bool = True) -> Algorithm:
         x = tree_axpy(1.0, delta, state.x)             # the halves neighbours sent us
         g = ctx.stochastic_grad(x, state.count)
         key = jax.random.fold_in(jax.random.fold_in(ctx.key, state.count), 1)
-        slot, avg, seen = _choose(comm, wins, state.seen, key, fresh_only)
+        slot, avg, seen = _choose(comm, wins, state.seen, key, pairing, ctx.topology)
         sources = comm.win_in_neighbors(wins, "model")
         onehot = jnp.arange(sources.shape[0]) == slot
         x_j, wins = comm.win_update(wins, "model", 0.0, (onehot & avg).astype(dtype))
@@ -141,19 +166,42 @@ def ad_psgd(lr: float, *, fresh_only: bool = True) -> Algorithm:
         return ADPSGDState(x, wins, state.count + 1, seen)
 
     return Algorithm(init, step, lambda s: s.x, "ad_psgd",
-                     {"lr": lr, "fresh_only": fresh_only})
+                     {"lr": lr, "pairing": pairing})
 
 
-def _choose(comm, windows, seen, key, fresh_only):
+def partner_turns(topology) -> tuple[np.ndarray, np.ndarray]:
+    r"""``(turn, period)``, int32 ``(n, R)``: for agent :math:`i` and slot :math:`r` of its
+    window (in-neighbour :math:`j`, schedule round :math:`r`), the position of round
+    :math:`r` among :math:`j`'s real out-rounds and their number :math:`D_j` (``0, 1`` for a
+    padding slot). Under ``pairing="turns"`` the model of :math:`j` with sender stamp
+    :math:`s` is the turn of the agent whose slot has ``turn == s mod period``: round-robin
+    over :math:`j`'s out-neighbours."""
+    rounds = topology.schedule.rounds
+    n, R = topology.size, len(rounds)
+    outs = [[r for r, rnd in enumerate(rounds) if rnd.active[rnd.destinations[j]]]
+            for j in range(n)]
+    turn, period = np.zeros((n, R), np.int32), np.ones((n, R), np.int32)
+    for r, rnd in enumerate(rounds):
+        for i in np.flatnonzero(rnd.active):
+            j = int(rnd.sources[i])
+            turn[i, r], period[i, r] = outs[j].index(r), len(outs[j])
+    return turn, period
+
+
+def _choose(comm, windows, seen, key, pairing, topology):
     """``(slot, average?, new seen)``: the slot of window ``"model"`` to average with, drawn
-    uniformly among the candidates (fresh real slots, or every real slot)."""
+    uniformly among the candidates (see :data:`PAIRINGS`)."""
     sources = comm.win_in_neighbors(windows, "model")
     real = sources >= 0
-    if not fresh_only:
+    if pairing == "any":
         slot = jax.random.categorical(key, jnp.where(real, 0.0, -jnp.inf))
         return slot, jnp.asarray(True), seen
     stamps = comm.win_info(windows, "model").stamps
     fresh = real & (stamps > seen)
+    if pairing == "turns":
+        turn, period = (jnp.asarray(t)[comm.rank()] for t in partner_turns(topology))
+        last_turn = stamps - jnp.mod(stamps - turn, period)   # newest stamp <= s of my turn
+        fresh = fresh & (last_turn > seen) & (last_turn >= 0)
     avg = jnp.any(fresh)
     slot = jax.random.categorical(key, jnp.where(jnp.where(avg, fresh, real), 0.0, -jnp.inf))
     take = (jnp.arange(sources.shape[0]) == slot) & avg

@@ -8,15 +8,18 @@ MLP of the CLI (digits, iid split, plain SGD steps, the same ``--lr``/``--batch-
 * **sync**: ``--optimizer sgd --style awc --steps K`` (DGD: every step's exchange waits for
   rank 0); ``history["wall_seconds"]`` = when rank 0 started each recorded step, from the
   start of step 0 (compilation excluded);
-* **async**: ``--async async_sgp --duration D`` (real one-sided MPI windows, one deadline for
-  every rank); ``history`` = the averaged newest estimates of all ranks at every logged step,
-  from the common start (a 2-step warm-up on separate windows excluded).
+* **async**: ``--async METHOD --duration D`` (real one-sided MPI windows, one deadline for
+  every rank; ``--method``: ``async_sgp``, the default, on the exponential graph, or
+  ``ad_psgd`` on the symmetric exponential graph); ``history`` = the averaged newest
+  estimates of all ranks at every logged step, from the common start (a 2-step warm-up on
+  separate windows excluded).
 
 Reported: the first wall second at which the training loss of the averaged model is <=
 ``--target``, per repetition, and the ratio sync / async (each launch is a fresh job:
 compilation and warm-up are excluded inside it, as said above). Run:
 ``python examples/straggler_train_mpi.py`` (about 10 minutes on a loaded 2-core machine).
-Writes ``docs/figures/straggler_train_mpi.{json,png}`` unless ``--no-save``.
+Writes ``docs/figures/straggler_train_mpi.{json,png}`` (``--method ad_psgd``:
+``straggler_train_mpi_ad_psgd.{json,png}``) unless ``--no-save``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ import numpy as np
 
 FIG = Path(__file__).resolve().parents[1] / "docs" / "figures"
 BIN = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from straggler_mlp import ASYNC_FLAGS  # noqa: E402  (the same method flags as the simulator study)
 
 
 def launch(ranks: int, args: list, out: Path, timeout: float) -> dict:
@@ -61,8 +66,9 @@ def plot(result: dict, path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    names = {"sync": "sync DGD", "async": result.get("method", "async_sgp")}
     for mode, (t, loss) in result["curves"].items():
-        ax.semilogy(t, loss, label=f"{mode} ({result['seconds_to_target'][mode][0]:.1f} s to "
+        ax.semilogy(t, loss, label=f"{names[mode]} ({result['seconds_to_target'][mode][0]:.1f} s to "
                                    "target)", ls="--" if mode == "sync" else "-")
     ax.axhline(result["target_loss"], color="k", lw=0.8, ls=":")
     ax.set(xlabel="wall seconds", ylabel="training loss f(x̄)",
@@ -82,6 +88,8 @@ def main(argv=None):
     p.add_argument("--duration", type=float, default=30.0, help="seconds of the async run")
     p.add_argument("--target", type=float, default=0.5, help="training loss to reach")
     p.add_argument("--reps", type=int, default=2)
+    p.add_argument("--method", choices=sorted(ASYNC_FLAGS), default="async_sgp",
+                   help="the asynchronous method (default: async_sgp)")
     p.add_argument("--no-save", action="store_true")
     a = p.parse_args(argv)
     common = ["--hidden", "32", "--lr", "0.5", "--batch-size", "16", "--seed", "0",
@@ -89,7 +97,7 @@ def main(argv=None):
               str(a.slowdown)]
     runs = {"sync": [*common, "--optimizer", "sgd", "--style", "awc", "--steps", str(a.steps),
                      "--record-every", "2"],
-            "async": [*common, "--async", "async_sgp", "--duration", str(a.duration),
+            "async": [*common, *ASYNC_FLAGS[a.method], "--duration", str(a.duration),
                       "--record-every", "1"]}
     load0, t0, out = os.getloadavg(), time.time(), {"sync": [], "async": []}
     curves, own = {}, []
@@ -107,13 +115,14 @@ def main(argv=None):
     result = {"seconds_to_target": out, "ratio_sync_over_async": ratios,
               "async_own_steps": own, "ranks": a.ranks, "compute_time": a.compute_time,
               "slowdown": a.slowdown, "sync_steps": a.steps, "async_duration": a.duration,
-              "target_loss": a.target, "command_lines": runs, "load_before": load0,
+              "target_loss": a.target, "method": a.method, "command_lines": runs, "load_before": load0,
               "load_after": os.getloadavg(), "wall_seconds": time.time() - t0, "curves": curves}
     print(json.dumps({k: v for k, v in result.items() if k != "curves"}), flush=True)
     if not a.no_save:
         FIG.mkdir(parents=True, exist_ok=True)
-        (FIG / "straggler_train_mpi.json").write_text(json.dumps(result, indent=1))
-        plot(result, FIG / "straggler_train_mpi.png")
+        stem = "straggler_train_mpi" + ("" if a.method == "async_sgp" else f"_{a.method}")
+        (FIG / f"{stem}.json").write_text(json.dumps(result, indent=1))
+        plot(result, FIG / f"{stem}.png")
     return result
 
 

@@ -15,7 +15,7 @@ Oracles:
   gradients are constants (closed form: ``-lr * sum_i steps_i * c_i``, ``steps_i`` counted
   from the timeline);
 * pure averaging (zero gradients) conserves the mean, so it must reach the exact average of
-  the initial values; the earlier rule (``fresh_only=False``) is the negative control that
+  the initial values; the first rule (``pairing="any"``) is the negative control that
   diverges with a 10x straggler.
 """
 
@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 import algorithms as A
+from algorithms._async_adpsgd import partner_turns
 import bluefog_sim
 from bluefog.algorithm import Problem
 from bluefog.asynchrony import asynchronous, check_windows, compute_model, drain, event_timeline
@@ -50,15 +51,27 @@ def _gumbel(i, k, R):
     return np.asarray(jax.random.gumbel(key, (R,), jnp.float64))
 
 
-def _oracle(tl, topo, B, X0, lr, fresh_only):
+def _turns(topo):
+    """``owner[j][s % len]``: under ``pairing="turns"``, the receiver whose turn the model of
+    ``j`` stamped ``s`` is (``j``'s real out-edges in schedule-round order), collected from
+    the receivers' side of the schedule."""
+    owner = [[] for _ in range(topo.size)]
+    for rnd in topo.schedule.rounds:
+        for i in range(topo.size):
+            if rnd.active[i]:
+                owner[int(rnd.sources[i])].append(i)
+    return owner
+
+
+def _oracle(tl, topo, B, X0, lr, pairing):
     """NumPy AD-PSGD on quadratic losses ``0.5 |x - b_i|^2``; returns (X, stats)."""
-    n, src = topo.size, _slots(topo)
+    n, src, owner = topo.size, _slots(topo), _turns(topo)
     L = np.asarray(tl.latency, np.float64)
     X = np.array(X0, np.float64)
     count = np.zeros(n, int)
     seen = [dict.fromkeys(s, -1) for s in src]
     msgs = []             # [kind, to, frm, arrival, send seq, stamp, value, consumed]
-    stats = {"none": 0, "one": 0, "choice": 0}
+    stats = {"none": 0, "one": 0, "choice": 0, "late": 0, "not_my_turn": 0}
     for e, t in enumerate(tl.times):
         for i in np.flatnonzero(tl.active[e]):
             arrived = [m for m in msgs if m[1] == i and m[3] <= t]
@@ -72,13 +85,18 @@ def _oracle(tl, topo, B, X0, lr, fresh_only):
                 copy[m[2]] = (m[5], m[6])
             stamp = {j: copy.get(j, (-1, X0[i]))[0] for j in src[i] if j >= 0}
             cand = [r for r, j in enumerate(src[i])
-                    if j >= 0 and (not fresh_only or stamp[j] > seen[i][j])]
+                    if j >= 0 and (pairing == "any" or stamp[j] > seen[i][j])
+                    and (pairing != "turns" or any(owner[j][s % len(owner[j])] == i
+                                                   for s in range(seen[i][j] + 1, stamp[j] + 1)))]
+            fresh = sum(1 for j in src[i] if j >= 0 and stamp[j] > seen[i][j])
+            stats["not_my_turn"] += fresh - len(cand) if pairing == "turns" else 0
             d = np.zeros_like(X[i])
             if cand:
                 stats["choice" if len(cand) > 1 else "one"] += 1
                 G = _gumbel(i, count[i], len(src[i]))
                 j = src[i][max(cand, key=lambda r: G[r])]
                 d = 0.5 * (copy.get(j, (-1, X0[i]))[1] - X[i])
+                stats["late"] += owner[j][stamp[j] % len(owner[j])] != i   # an earlier turn
                 seen[i][j] = stamp[j]
                 msgs.append(["delta", j, i, t + L[j, i], len(msgs), count[i], -d, False])
             else:
@@ -92,8 +110,8 @@ def _oracle(tl, topo, B, X0, lr, fresh_only):
     return X, stats
 
 
-@pytest.mark.parametrize("fresh_only", [True, False])
-def test_simulator_equals_numpy_reimplementation_of_the_fresh_copy_rule(x64, fresh_only):
+@pytest.mark.parametrize("pairing", ["turns", "fresh", "any"])
+def test_simulator_equals_numpy_reimplementation_of_the_pairing_rules(x64, pairing):
     n, lr = 4, 0.1
     topo = ring_graph(n)
     rng = np.random.default_rng(3)
@@ -102,12 +120,14 @@ def test_simulator_equals_numpy_reimplementation_of_the_fresh_copy_rule(x64, fre
     tl = event_timeline(model, 40, latency=0.6)
     prob = Problem(loss=lambda x, b: 0.5 * jnp.sum((x - b) ** 2), data=jnp.asarray(B),
                    init_params=jnp.zeros(3))
-    state = _run(A.ad_psgd(lr, fresh_only=fresh_only), prob, topo, tl, X0)
-    X, stats = _oracle(tl, topo, B, X0, lr, fresh_only)
+    state = _run(A.ad_psgd(lr, pairing=pairing), prob, topo, tl, X0)
+    X, stats = _oracle(tl, topo, B, X0, lr, pairing)
     np.testing.assert_allclose(np.asarray(state.inner.x), X, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(np.asarray(state.inner.count), tl.active.sum(0))
-    if fresh_only:  # both branches of the rule are exercised: no fresh copy, a real choice
+    if pairing != "any":  # both branches of the rule are exercised: no candidate, a choice
         assert stats["none"] >= 3 and stats["choice"] >= 3, stats
+    if pairing == "turns":  # a fresh copy refused (not my turn), a turn taken late
+        assert stats["not_my_turn"] >= 3 and stats["late"] >= 3, stats
 
 
 def _straggler_timeline(n, events, slowdown):
@@ -122,15 +142,15 @@ def _absorbed(state):
     return np.asarray(inner.x) + np.asarray(inner.windows["delta"].buffers).sum(axis=1)
 
 
-@pytest.mark.parametrize("fresh_only", [True, False])
-def test_mass_changes_exactly_by_minus_lr_times_the_gradients(x64, fresh_only):
+@pytest.mark.parametrize("pairing", ["turns", "fresh", "any"])
+def test_mass_changes_exactly_by_minus_lr_times_the_gradients(x64, pairing):
     n, lr = 16, 0.05
     rng = np.random.default_rng(7)
     C, X0 = rng.normal(size=(n, 3)), rng.normal(size=(n, 3))
     tl = _straggler_timeline(n, 300, 10.0)
     prob = Problem(loss=lambda x, c: jnp.dot(x, c), data=jnp.asarray(C),
                    init_params=jnp.zeros(3))      # gradient of agent i: the constant c_i
-    state = _run(A.ad_psgd(lr, fresh_only=fresh_only), prob, symmetric_exponential_graph(n),
+    state = _run(A.ad_psgd(lr, pairing=pairing), prob, symmetric_exponential_graph(n),
                  tl, X0)
     steps = tl.active.sum(axis=0)
     expect = X0.sum(axis=0) - lr * (steps[:, None] * C).sum(axis=0)
@@ -142,27 +162,39 @@ ZERO = Problem(loss=lambda x, b: 0.0 * jnp.sum(x), data=jnp.zeros((16, 3)),
                init_params=jnp.zeros(3))
 
 
-def _averaging_spread(slowdown, fresh_only, events=4000):
+def _averaging_spread(slowdown, pairing, events=4000):
     B = np.random.default_rng(0).normal(size=(16, 3))
     tl = _straggler_timeline(16, events, slowdown)
-    state = _run(A.ad_psgd(1e-6, fresh_only=fresh_only), ZERO, symmetric_exponential_graph(16),
+    state = _run(A.ad_psgd(1e-6, pairing=pairing), ZERO, symmetric_exponential_graph(16),
                  tl, B)
     return np.abs(_absorbed(state) - B.mean(axis=0)).max()
 
 
-def test_pure_averaging_with_a_10x_straggler_reaches_the_exact_average(x64):
-    assert _averaging_spread(10.0, True) < 1e-10
-    assert _averaging_spread(1.0, True) < 1e-10
+@pytest.mark.parametrize("pairing", ["turns", "fresh"])
+def test_pure_averaging_with_a_10x_straggler_reaches_the_exact_average(x64, pairing):
+    assert _averaging_spread(10.0, pairing) < 1e-10
+    assert _averaging_spread(1.0, pairing) < 1e-10
 
 
-def test_earlier_rule_does_not_average_with_a_10x_straggler(x64):
-    # negative control: with fresh_only=False the straggler receives ~10 half-corrections per
+def test_first_rule_does_not_average_with_a_10x_straggler(x64):
+    # negative control: with pairing="any" the straggler receives ~10 half-corrections per
     # own step and the iteration diverges (measured: 3.1e3 at 4000 events)
-    assert 1e2 < _averaging_spread(10.0, False) < 1e5
+    assert 1e2 < _averaging_spread(10.0, "any") < 1e5
 
 
-@pytest.mark.parametrize("bad", [1, "yes", None])
-def test_fresh_only_must_be_a_bool(bad):
-    with pytest.raises(TypeError, match=r"ad_psgd: fresh_only must be True or False; got "
-                                        rf"{bad!r} of type {type(bad).__name__}\."):
-        A.ad_psgd(0.1, fresh_only=bad)
+def test_turn_table_names_each_senders_out_edges_round_robin():
+    # oracle: the owner lists above, built from the receivers' side of the schedule
+    topo = symmetric_exponential_graph(8)
+    turn, period = partner_turns(topo)
+    owner = _turns(topo)
+    for i, row in enumerate(_slots(topo)):
+        for r, j in enumerate(row):
+            if j >= 0:
+                assert period[i, r] == len(owner[j]) and owner[j][turn[i, r]] == i
+
+
+@pytest.mark.parametrize("bad", [True, "fresh_only", None, "TURNS"])
+def test_pairing_must_be_one_of_the_rules(bad):
+    with pytest.raises(ValueError, match=r"ad_psgd: pairing must be one of 'turns', 'fresh', "
+                                         rf"'any'; got {bad!r}\."):
+        A.ad_psgd(0.1, pairing=bad)
