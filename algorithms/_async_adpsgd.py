@@ -65,6 +65,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bluefog.algorithm import Algorithm
+from bluefog.topology import Topology
 from bluefog.validation import check_choice, check_positive_float
 
 from ._common import as_float_tree, require_static, require_weights, tree_axpy, zero_count
@@ -175,7 +176,22 @@ def partner_turns(topology) -> tuple[np.ndarray, np.ndarray]:
     :math:`r` among :math:`j`'s real out-rounds and their number :math:`D_j` (``0, 1`` for a
     padding slot). Under ``pairing="turns"`` the model of :math:`j` with sender stamp
     :math:`s` is the turn of the agent whose slot has ``turn == s mod period``: round-robin
-    over :math:`j`'s out-neighbours."""
+    over :math:`j`'s out-neighbours.
+
+    Parameters
+    ----------
+    topology : Topology
+        Static; its schedule's rounds number the window slots in both backends.
+
+    References
+    ----------
+    The turns replace the lock of Lian et al., "Asynchronous decentralized parallel
+    stochastic gradient descent", ICML 2018 (module docstring); the rounds are the
+    topology's schedule (:mod:`bluefog.topology`).
+    """
+    if not isinstance(topology, Topology):
+        raise TypeError(f"partner_turns: topology must be a static bluefog.topology.Topology; "
+                        f"got {type(topology).__name__}. ad_psgd needs a static topology.")
     rounds = topology.schedule.rounds
     n, R = topology.size, len(rounds)
     outs = [[r for r, rnd in enumerate(rounds) if rnd.active[rnd.destinations[j]]]

@@ -30,7 +30,7 @@ import bluefog_sim
 from bluefog.algorithm import Problem
 from bluefog.asynchrony import asynchronous, check_windows, compute_model, drain, event_timeline
 from bluefog.engine import agent_key
-from bluefog.topology import ring_graph, symmetric_exponential_graph
+from bluefog.topology import grid_2d_graph, ring_graph, star_graph, symmetric_exponential_graph
 
 
 def _run(alg, problem, topo, tl, x0):
@@ -182,15 +182,25 @@ def test_first_rule_does_not_average_with_a_10x_straggler(x64):
     assert 1e2 < _averaging_spread(10.0, "any") < 1e5
 
 
-def test_turn_table_names_each_senders_out_edges_round_robin():
-    # oracle: the owner lists above, built from the receivers' side of the schedule
-    topo = symmetric_exponential_graph(8)
+@pytest.mark.parametrize("topo", [symmetric_exponential_graph(8), star_graph(6),
+                                  grid_2d_graph(3, 3)], ids=["sym_exp", "star", "grid"])
+def test_turn_table_names_each_senders_out_edges_round_robin(topo):
+    # oracle: the owner lists above, built from the receivers' side of the schedule; the star
+    # and the grid have padding slots (degrees differ), the exponential graph has none
     turn, period = partner_turns(topo)
     owner = _turns(topo)
     for i, row in enumerate(_slots(topo)):
         for r, j in enumerate(row):
             if j >= 0:
                 assert period[i, r] == len(owner[j]) and owner[j][turn[i, r]] == i
+    assert sum(map(len, owner)) == int(np.count_nonzero(topo.weights - np.diag(np.diag(
+        topo.weights))))                                   # every edge has a turn
+
+
+def test_turn_table_refuses_what_is_not_a_topology():
+    with pytest.raises(TypeError, match=r"partner_turns: topology must be a static "
+                                        r"bluefog.topology.Topology; got int\."):
+        partner_turns(3)
 
 
 @pytest.mark.parametrize("bad", [True, "fresh_only", None, "TURNS"])
