@@ -121,10 +121,10 @@ def ad_psgd(lr: float, *, pairing: str = "turns") -> Algorithm:
         Step size :math:`\alpha > 0`.
     pairing : {"turns", "fresh", "any"}, keyword-only
         ``"turns"`` (default): the neighbours of :math:`j` take turns on its published
-        models (one correction per model of a straggler). ``"fresh"``: by every neighbour once (it converges slowly
-        with a straggler). ``"any"``: the first rule, averaging also with a copy already
-        averaged with; it diverges with a 10x straggler (README, "Asynchronous training and
-        stragglers").
+        models (one correction per model of a straggler). ``"fresh"``: each model may be
+        averaged by every neighbour once (it converges slowly with a straggler). ``"any"``:
+        the first rule, averaging also with a copy already averaged with; it diverges with a
+        10x straggler (README, "Asynchronous training and stragglers").
 
     References
     ----------

@@ -68,8 +68,9 @@ def plot(result: dict, path) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     names = {"sync": "sync DGD", "async": result.get("method", "async_sgp")}
     for mode, (t, loss) in result["curves"].items():
-        ax.semilogy(t, loss, label=f"{names[mode]} ({result['seconds_to_target'][mode][0]:.1f} s to "
-                                   "target)", ls="--" if mode == "sync" else "-")
+        first = result["seconds_to_target"][mode][0]
+        ax.semilogy(t, loss, label=f"{names[mode]} ({first:.1f} s to target)",
+                    ls="--" if mode == "sync" else "-")
     ax.axhline(result["target_loss"], color="k", lw=0.8, ls=":")
     ax.set(xlabel="wall seconds", ylabel="training loss f(x̄)",
            title=f"bfrun -np {result['ranks']} bluefog-train, rank 0 {result['slowdown']:g}x "
@@ -115,7 +116,8 @@ def main(argv=None):
     result = {"seconds_to_target": out, "ratio_sync_over_async": ratios,
               "async_own_steps": own, "ranks": a.ranks, "compute_time": a.compute_time,
               "slowdown": a.slowdown, "sync_steps": a.steps, "async_duration": a.duration,
-              "target_loss": a.target, "method": a.method, "command_lines": runs, "load_before": load0,
+              "target_loss": a.target, "method": a.method, "command_lines": runs,
+              "load_before": load0,
               "load_after": os.getloadavg(), "wall_seconds": time.time() - t0, "curves": curves}
     print(json.dumps({k: v for k, v in result.items() if k != "curves"}), flush=True)
     if not a.no_save:
