@@ -213,11 +213,11 @@ def _choose(comm, windows, seen, key, pairing, topology):
         slot = jax.random.categorical(key, jnp.where(real, 0.0, -jnp.inf))
         return slot, jnp.asarray(True), seen
     stamps = comm.win_info(windows, "model").stamps
-    fresh = real & (stamps > seen)
-    if pairing == "turns":
+    due = stamps                             # "fresh": a copy newer than the one last used
+    if pairing == "turns":                   # the newest stamp <= s that is my turn
         turn, period = (jnp.asarray(t)[comm.rank()] for t in partner_turns(topology))
-        last_turn = stamps - jnp.mod(stamps - turn, period)   # newest stamp <= s of my turn
-        fresh = fresh & (last_turn > seen) & (last_turn >= 0)
+        due = stamps - jnp.mod(stamps - turn, period)
+    fresh = real & (due > seen)              # seen >= -1, so a negative due never counts
     avg = jnp.any(fresh)
     slot = jax.random.categorical(key, jnp.where(jnp.where(avg, fresh, real), 0.0, -jnp.inf))
     take = (jnp.arange(sources.shape[0]) == slot) & avg
