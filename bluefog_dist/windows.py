@@ -55,6 +55,7 @@ import numpy as np
 
 from bluefog.topology import Topology
 
+from .failfast import abort_job
 from .window_threads import Progress, WindowWorker
 
 __all__ = ["MpiWindows"]
@@ -185,12 +186,9 @@ class MpiWindows:
         if self.closed or self.MPI.Is_finalized():
             return
         if getattr(sys, "last_value", None) is not None:
-            sys.stderr.write(
-                f"[bluefog rank {self.rank}] MpiWindows: exiting on an uncaught exception with "
-                "windows open; aborting the MPI job (freeing the windows is collective and the "
-                "other ranks may be waiting for this one).\n")
-            sys.stderr.flush()
-            self.MPI.COMM_WORLD.Abort(1)
+            abort_job(f"[bluefog rank {self.rank}] MpiWindows: exiting on an uncaught exception "
+                      "with windows open; aborting the MPI job (freeing the windows is "
+                      "collective and the other ranks may be waiting for this one).")
         self.close()
 
     # ---- checks -------------------------------------------------------------------------

@@ -89,3 +89,14 @@ def test_uncaught_exception_in_a_thread_of_one_rank_aborts_every_rank(tmp_path):
     assert "rank 1's loader thread cannot read its shard" in proc.stdout
     assert "UNREACHABLE" not in proc.stdout
     assert elapsed < 60, f"took {elapsed:.0f} s"
+
+
+def test_abort_job_refuses_bad_arguments_before_touching_mpi():
+    from bluefog_dist import failfast
+
+    with pytest.raises(TypeError, match="message must be a str; got int"):
+        failfast.abort_job(3)
+    with pytest.raises(TypeError, match="code must be an int exit status; got '1'"):
+        failfast.abort_job("bye", code="1")
+    with pytest.raises(TypeError, match="code must be an int exit status; got True"):
+        failfast.abort_job("bye", code=True)
