@@ -1,5 +1,6 @@
 """Record and replay: an asynchronous MPI run (``mpiexec -n 4``, real one-sided windows)
-recorded with ``run_async(..., trace=...)`` and replayed in the virtual-time simulator.
+recorded with ``run_async(..., trace=...)`` and replayed in the virtual-time simulator
+(plus one stored recording, ``tests/data/diverged-sgp.rank*.json``, of a run that diverged).
 
 Oracle: the MPI run itself (a different backend: MPI.Win accumulates under real, uncontrolled
 interleaving). The replay of the same algorithm object must reproduce every rank's final
@@ -22,6 +23,7 @@ import algorithms
 import bluefog_sim
 from algorithms.problems import least_squares, quadratic
 from bluefog.asynchrony import asynchronous, check_windows, load_trace, replay_timeline
+from bluefog.engine.errors import NonFiniteError
 from bluefog.topology import exponential_graph, ring_graph, symmetric_exponential_graph
 from bluefog_dist.window_trace import algorithm_state
 from mpi_support import ROOT, run_mpi
@@ -71,9 +73,14 @@ def _replay(prefix, alg, problem, x0, topo):
         p = alg.params(jax.tree_util.tree_map(lambda v: v[i], state.inner))
         seen.append((i, np.asarray(ravel_pytree(p)[0])))
 
+    # on_nonfinite="continue": the recorded interleaving is not controlled, and a rank that
+    # runs many steps before the others start (it compiled its first step sooner) shrinks
+    # its push-sum weight geometrically, so SGP's iterate u / v can grow past 1e150 in the
+    # MPI run itself (seen once under load; the loss metric then overflows). The replay must
+    # reproduce that run too; test_replay_reproduces_a_recorded_run_that_diverged keeps that run.
     res = bluefog_sim.run(asynchronous(alg, tl), problem, topo, steps=tl.events,
                           x0=None if x0 is None else jnp.asarray(x0), record_every=1,
-                          segment_every=1, on_segment=grab)
+                          segment_every=1, on_segment=grab, on_nonfinite="continue")
     check_windows(res.state)
     return tl, res.state, seen
 
@@ -146,3 +153,28 @@ def test_bad_traces_get_clear_errors(recorded, tmp_path):
     json.dump(doc, open(tmp_path / "x.rank2.json", "w"))
     with pytest.raises(ValueError, match="inconsistent"):
         replay_timeline(load_trace(str(tmp_path / "x")), alg, exponential_graph(N))
+
+
+def test_replay_reproduces_a_recorded_run_that_diverged():
+    """A stored MPI recording (CI, Debian MPICH, ``tests/mpi/replay_program.py``, case
+    ``sgp``): rank 2 took 15 steps before any other rank's first step, its push-sum weight
+    fell to 3.5e-12 and every rank's iterate grew past 1e80 (rank 0's to 5e155). The
+    replay still equals every iterate and final state to 1e-10 (relative); with the default
+    ``on_nonfinite="raise"`` the simulator stops at the overflowing loss instead."""
+    prefix = str(ROOT / "tests" / "data" / "diverged-sgp")
+    trace = load_trace(prefix)
+    seq = sorted((s, d["rank"]) for d in trace["ranks"] for s in d["sequence"])
+    assert [r for _, r in seq[:15]] == [2] * 15          # the head start that caused it
+    assert max(np.abs(d["iterates"]).max() for d in trace["ranks"]) > 1e150
+    alg, make, x0 = _cases()["sgp"]
+    with jax.enable_x64(True):
+        _, state, seen = _replay(prefix, alg, make(), x0, _topology("sgp"))
+        for i, doc in enumerate(trace["ranks"]):
+            mine = algorithm_state(jax.tree_util.tree_map(lambda v: v[i], state.inner))
+            np.testing.assert_allclose(np.asarray(ravel_pytree(mine)[0]), doc["final"],
+                                       rtol=1e-10, atol=1e-10)
+            np.testing.assert_allclose(np.array([v for r, v in seen if r == i]),
+                                       np.array(doc["iterates"]), rtol=1e-10, atol=1e-10)
+        tl = replay_timeline(trace, alg, _topology("sgp"))
+        with pytest.raises(NonFiniteError, match="a metric .the state was finite. is not finite"):
+            bluefog_sim.run(asynchronous(alg, tl), make(), _topology("sgp"), steps=tl.events)
