@@ -85,6 +85,19 @@ def _replay(prefix, alg, problem, x0, topo):
     return tl, res.state, seen
 
 
+def _assert_replay_equals(trace, state, seen):
+    """Every rank's final state and each of its 24 per-step iterates equal the recording
+    (1e-10, absolute or relative)."""
+    for i, doc in enumerate(trace["ranks"]):
+        mine = algorithm_state(jax.tree_util.tree_map(lambda v: v[i], state.inner))
+        np.testing.assert_allclose(np.asarray(ravel_pytree(mine)[0]), doc["final"],
+                                   rtol=1e-10, atol=1e-10)
+        its = [v for r, v in seen if r == i]
+        assert len(its) == doc["steps"] == 24
+        np.testing.assert_allclose(np.array(its), np.array(doc["iterates"]),
+                                   rtol=1e-10, atol=1e-10)
+
+
 TAGS = ["ps", "sgp", "adpsgd", "pd", "osgp", "sgpjit", "adpsgdjit"]
 
 
@@ -117,14 +130,7 @@ def test_replay_reproduces_the_mpi_trajectory(recorded, tag):
     trace = load_trace(prefix)
     with jax.enable_x64(True):
         _, state, seen = _replay(prefix, alg, make(), x0, _topology(tag))
-        for i, doc in enumerate(trace["ranks"]):
-            mine = algorithm_state(jax.tree_util.tree_map(lambda v: v[i], state.inner))
-            np.testing.assert_allclose(np.asarray(ravel_pytree(mine)[0]), doc["final"],
-                                       rtol=1e-10, atol=1e-10)
-            its = [v for r, v in seen if r == i]
-            assert len(its) == doc["steps"] == 24
-            np.testing.assert_allclose(np.array(its), np.array(doc["iterates"]),
-                                       rtol=1e-10, atol=1e-10)
+        _assert_replay_equals(trace, state, seen)
 
 
 @pytest.mark.mpi
@@ -168,13 +174,7 @@ def test_replay_reproduces_a_recorded_run_that_diverged():
     assert max(np.abs(d["iterates"]).max() for d in trace["ranks"]) > 1e150
     alg, make, x0 = _cases()["sgp"]
     with jax.enable_x64(True):
-        _, state, seen = _replay(prefix, alg, make(), x0, _topology("sgp"))
-        for i, doc in enumerate(trace["ranks"]):
-            mine = algorithm_state(jax.tree_util.tree_map(lambda v: v[i], state.inner))
-            np.testing.assert_allclose(np.asarray(ravel_pytree(mine)[0]), doc["final"],
-                                       rtol=1e-10, atol=1e-10)
-            np.testing.assert_allclose(np.array([v for r, v in seen if r == i]),
-                                       np.array(doc["iterates"]), rtol=1e-10, atol=1e-10)
-        tl = replay_timeline(trace, alg, _topology("sgp"))
+        tl, state, seen = _replay(prefix, alg, make(), x0, _topology("sgp"))
+        _assert_replay_equals(trace, state, seen)
         with pytest.raises(NonFiniteError, match="a metric .the state was finite. is not finite"):
             bluefog_sim.run(asynchronous(alg, tl), make(), _topology("sgp"), steps=tl.events)
